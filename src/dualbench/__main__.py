@@ -1,0 +1,5 @@
+import sys
+
+from dualbench.cli import main
+
+sys.exit(main())

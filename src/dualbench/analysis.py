@@ -1,0 +1,268 @@
+"""Aggregation: run records -> the tables the report and users read (runs, requests, scaling).
+
+Output schemas (results/metrics/):
+- runs.csv: one row per run and slot (``RUN_COLUMNS``);
+- requests.csv: one row per request (``REQUEST_COLUMNS``);
+- scaling.csv: one row per scenario and precision (``SCALING_COLUMNS``);
+- environment.json: software, host and device of the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from dualbench.metrics import (
+    LATENCIES,
+    NS_PER_S,
+    STATS,
+    co_window,
+    request_latencies,
+    slot_metrics,
+    validity,
+)
+
+IDENTITY = ["run_id", "scenario", "precision", "layout", "slot"]
+RUN_COLUMNS = [
+    *IDENTITY,
+    "model",
+    "backend",
+    "device",
+    "status",
+    "error",
+    "valid",
+    "invalid_reasons",
+    "prompt_tokens",
+    "new_tokens",
+    "batch_size",
+    "window_start_s",
+    "window_end_s",
+    "window_s",
+    "slot_start_s",
+    "slot_end_s",
+    "span_s",
+    "overlap_frac",
+    "requests",
+    "output_tokens",
+    "throughput_tok_s",
+    "prefill_tok_s",
+    "request_rate_rps",
+    *[f"{m}_ms_{s}" for m in LATENCIES for s in STATS],
+    "peak_mem_bytes",
+    "mem_reserved_peak_bytes",
+    "mem_source",
+    "load_s",
+    "warmup_s",
+]
+REQUEST_COLUMNS = [
+    *IDENTITY,
+    "call",
+    "index",
+    "in_window",
+    "submit_s",
+    "ttft_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "itl_ms_mean",
+    "new_tokens",
+]
+SCALING_COLUMNS = [
+    "scenario",
+    "precision",
+    "v1_A",
+    "v1_B",
+    "v1",
+    "v2",
+    "growth",
+    "scaling_efficiency",
+    "slowdown_A",
+    "slowdown_B",
+    "valid",
+    "note",
+]
+
+
+def run_tables(record: dict, model_sources: dict[str, str] | None = None):
+    """(run rows, request rows) of one run record."""
+    spec = record["spec"]
+    run_id = f"{spec['scenario']}/{spec['precision']}/{spec['layout']}"
+    ident = {
+        "run_id": run_id,
+        "scenario": spec["scenario"],
+        "precision": spec["precision"],
+        "layout": spec["layout"],
+    }
+    results = {n: s["result"] for n, s in record["slots"].items()}
+    complete = record["status"] == "ok" and all(r is not None for r in results.values())
+    window = co_window(results) if complete else (0, 0)
+    reasons = (
+        validity(record, window) if complete else [f"status {record['status']}: {record['error']}"]
+    )
+    t0 = min((r["release_ns"] for r in results.values() if r), default=0)
+    firsts = {n: r["calls"][0]["submit_ns"] for n, r in results.items() if r and r["calls"]}
+    lasts = {
+        n: max((c["token_ns"][-1] for c in r["calls"] if c["token_ns"]), default=0)
+        for n, r in results.items()
+        if r and r["calls"]
+    }
+    span_s = (max(lasts.values()) - min(firsts.values())) / NS_PER_S if firsts else math.nan
+
+    def rel(ns):
+        return (ns - t0) / NS_PER_S
+
+    run_rows, request_rows = [], []
+    for name, slot in record["slots"].items():
+        settings, result = slot["settings"], slot["result"]
+        row = {
+            **ident,
+            "slot": name,
+            "model": (model_sources or {}).get(name, slot["model"]),
+            "backend": record["backend"].get("kind", ""),
+            "device": slot["device"],
+            "status": record["status"],
+            "error": record["error"],
+            "valid": not reasons,
+            "invalid_reasons": "; ".join(reasons),
+            "prompt_tokens": settings["prompt_tokens"],
+            "new_tokens": settings["new_tokens"],
+            "batch_size": settings["batch_size"],
+        }
+        if result is not None:
+            row.update(
+                {
+                    "load_s": result["load_s"],
+                    "warmup_s": result["warmup_s"],
+                    **{
+                        k: result["memory"].get(k)
+                        for k in ("peak_mem_bytes", "mem_reserved_peak_bytes", "mem_source")
+                    },
+                }
+            )
+        if complete:
+            row.update(slot_metrics(result, settings, window))
+            window_s = row["window_s"]
+            row.update(
+                {
+                    "window_start_s": rel(window[0]),
+                    "window_end_s": rel(window[1]),
+                    "slot_start_s": rel(firsts[name]),
+                    "slot_end_s": rel(lasts[name]),
+                    "span_s": span_s,
+                    "overlap_frac": window_s / span_s if span_s else math.nan,
+                }
+            )
+            batch = settings["batch_size"]
+            for i, call in enumerate(result["calls"]):
+                lat = request_latencies(call["submit_ns"], call["token_ns"])
+                inside = (
+                    bool(call["token_ns"])
+                    and call["submit_ns"] >= window[0]
+                    and call["token_ns"][-1] <= window[1]
+                )
+                itl = lat["itl_ms"]
+                for b in range(batch):
+                    request_rows.append(
+                        {
+                            **ident,
+                            "slot": name,
+                            "call": i,
+                            "index": b,
+                            "in_window": inside,
+                            "submit_s": rel(call["submit_ns"]),
+                            "ttft_ms": lat["ttft_ms"],
+                            "tpot_ms": lat["tpot_ms"],
+                            "e2e_ms": lat["e2e_ms"],
+                            "itl_ms_mean": sum(itl) / len(itl) if itl else math.nan,
+                            "new_tokens": call["delivered"],
+                        }
+                    )
+        run_rows.append(row)
+    return run_rows, request_rows
+
+
+def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """V1/V2, growth, efficiency and slowdown per scenario and precision."""
+    rows = []
+    for (scenario, precision), group in runs.groupby(["scenario", "precision"], sort=False):
+
+        def pick(layout, slot, group=group):
+            sel = group[(group.layout == layout) & (group.slot == slot)]
+            return sel.iloc[0] if len(sel) else None
+
+        parts = {
+            "A": pick("alone_A", "A"),
+            "B": pick("alone_B", "B"),
+            "cA": pick("colocated", "A"),
+            "cB": pick("colocated", "B"),
+        }
+        missing = [k for k, v in parts.items() if v is None]
+        tput = {k: (v["throughput_tok_s"] if v is not None else math.nan) for k, v in parts.items()}
+        v1_a, v1_b = tput["A"], tput["B"]
+        v1 = (v1_a + v1_b) / 2
+        v2 = tput["cA"] + tput["cB"]
+        valid = not missing and all(bool(v["valid"]) for v in parts.values())
+        notes = []
+        if missing:
+            layouts = {"A": "alone_A", "B": "alone_B", "cA": "colocated", "cB": "colocated"}
+            notes.append("missing runs: " + ", ".join(sorted({layouts[k] for k in missing})))
+        if not missing and not valid:
+            notes.append("depends on an invalid or failed run")
+        rows.append(
+            {
+                "scenario": scenario,
+                "precision": precision,
+                "v1_A": v1_a,
+                "v1_B": v1_b,
+                "v1": v1,
+                "v2": v2,
+                "growth": (v2 - v1) / v1 if v1 else math.nan,
+                "scaling_efficiency": v2 / (v1_a + v1_b) if (v1_a + v1_b) else math.nan,
+                "slowdown_A": v1_a / tput["cA"] if tput["cA"] else math.nan,
+                "slowdown_B": v1_b / tput["cB"] if tput["cB"] else math.nan,
+                "valid": valid,
+                "note": "; ".join(notes),
+            }
+        )
+    return pd.DataFrame(rows, columns=SCALING_COLUMNS)
+
+
+def _device_info(records: list[dict]) -> dict:
+    """Device facts as the workers saw them, one entry per slot device."""
+    info = {}
+    for record in records:
+        for slot in record["slots"].values():
+            if slot["result"] and slot["result"].get("device_info"):
+                info[slot["device"]] = slot["result"]["device_info"]
+    return info
+
+
+def aggregate(run_paths: list[Path], out_dir: Path, model_sources: dict[str, str]) -> None:
+    """Read run.json files and write runs.csv, requests.csv, scaling.csv, environment.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_rows, request_rows, records = [], [], []
+    for path in run_paths:
+        record = json.loads(Path(path).read_text())
+        records.append(record)
+        rows, reqs = run_tables(record, model_sources)
+        run_rows += rows
+        request_rows += reqs
+    runs = pd.DataFrame(run_rows).reindex(columns=RUN_COLUMNS)
+    runs.to_csv(out_dir / "runs.csv", index=False)
+    pd.DataFrame(request_rows, columns=REQUEST_COLUMNS).to_csv(
+        out_dir / "requests.csv", index=False
+    )
+    scaling_table(runs).to_csv(out_dir / "scaling.csv", index=False)
+    environment = {
+        **(records[0]["environment"] if records else {}),
+        "devices": _device_info(records),
+        "models": model_sources,
+        "config": {
+            f"{r['spec']['scenario']}/{r['spec']['precision']}/{r['spec']['layout']}": r["spec"]
+            for r in records
+        },
+    }
+    (out_dir / "environment.json").write_text(json.dumps(environment, indent=2, sort_keys=True))

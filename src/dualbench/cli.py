@@ -1,0 +1,131 @@
+"""The ``dualbench`` command: each pipeline stage callable without Snakemake, and the one place
+that turns user-fixable errors into a single line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from dualbench.backends.base import DeviceError
+from dualbench.config import ConfigError
+from dualbench.sources import SourceError
+
+USER_ERRORS = (ConfigError, SourceError, DeviceError)
+
+
+@contextlib.contextmanager
+def user_errors_exit():
+    """Errors a user can cause end with one line naming what is wrong, not a traceback."""
+    from dualbench.convert import ConversionError
+
+    try:
+        yield
+    except (*USER_ERRORS, ConversionError) as error:
+        print(f"dualbench: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _cmd_check_config(args) -> None:
+    from dualbench import config
+
+    cfg = config.load(args.config)
+    runs = len(cfg["scenarios"]) * len(cfg["precisions"]) * len(cfg["layouts"])
+    print(f"{args.config}: valid ({runs} runs)")
+
+
+def _cmd_fetch(args) -> None:
+    from dualbench.sources import fetch
+
+    print(json.dumps(fetch(args.source, Path(args.out), args.seed), indent=2))
+
+
+def _cmd_convert(args) -> None:
+    from dualbench.convert import convert
+
+    print(json.dumps(convert(Path(args.base), args.precision, Path(args.out)), indent=2))
+
+
+def _cmd_run(args) -> None:
+    from dualbench import config
+    from dualbench.runner import run_to_file
+
+    cfg = config.load(args.config)
+    spec = config.run_spec(cfg, args.scenario, args.precision, args.layout)
+    models = {
+        slot: args.models.format(slot=slot, precision=args.precision) for slot in spec["slots"]
+    }
+    record = run_to_file(spec, models, Path(args.out))
+    print(f"{args.out}: status {record['status']} {record['error']}")
+
+
+def _cmd_aggregate(args) -> None:
+    from dualbench.analysis import aggregate
+
+    aggregate([Path(p) for p in args.runs], Path(args.out), json.loads(args.models))
+
+
+def _cmd_report(args) -> None:
+    from dualbench.metrics import DEFINITIONS
+    from dualbench.report import write_report
+
+    write_report(Path(args.metrics), Path(args.out), args.title, {}, DEFINITIONS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dualbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("config")
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser(
+        "fetch", help="fetch or build a model (synthetic:, hf:, modelscope:, local:)"
+    )
+    p.add_argument("source")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("convert", help="convert a fetched model to a precision")
+    p.add_argument("base")
+    p.add_argument("precision", choices=["bf16", "fp16"])
+    p.add_argument("out")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("run", help="run one scenario x precision x layout")
+    p.add_argument("config")
+    p.add_argument("scenario")
+    p.add_argument("precision")
+    p.add_argument("layout", choices=["alone_A", "alone_B", "colocated"])
+    p.add_argument("out", help="run.json to write")
+    p.add_argument(
+        "--models",
+        default="results/models/{slot}/{precision}",
+        help="converted model directory pattern (default: %(default)s)",
+    )
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("aggregate", help="run.json files -> metrics tables")
+    p.add_argument("out")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--models", default="{}", help='JSON {"A": source, "B": source}')
+    p.set_defaults(func=_cmd_aggregate)
+
+    p = sub.add_parser("report", help="metrics tables -> report.html")
+    p.add_argument("metrics")
+    p.add_argument("out")
+    p.add_argument("--title", default="dualbench report")
+    p.set_defaults(func=_cmd_report)
+
+    args = parser.parse_args(argv)
+    with user_errors_exit():
+        args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

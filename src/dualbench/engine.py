@@ -1,0 +1,73 @@
+"""One generate call with a host timestamp per delivered token (DESIGN §6, fixed work).
+
+Decoding is greedy with ``min_new_tokens = max_new_tokens``, so EOS can never end a request
+early; the delivered count is still checked by the caller. Timestamps are
+``time.perf_counter_ns()`` (CLOCK_MONOTONIC: comparable across the worker processes of one
+host), taken after the device is synchronised, so a timestamp means the token exists.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from transformers import GenerationConfig
+from transformers.generation.streamers import BaseStreamer
+
+
+class TimestampStreamer(BaseStreamer):
+    """Records when each decoding step delivered its tokens. generate() first puts the prompt,
+    then one tensor of ``batch`` tokens per step."""
+
+    def __init__(self, synchronize: Callable[[], None]):
+        self._synchronize = synchronize
+        self._prompt_seen = False
+        self.token_ns: list[int] = []
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self._synchronize()
+        self.token_ns.append(time.perf_counter_ns())
+
+    def end(self) -> None:
+        pass
+
+
+def generation_config(new_tokens: int, pad_token_id: int, eos_token_id) -> GenerationConfig:
+    # Sampling knobs set to None explicitly: a real checkpoint's generation_config.json (Llama
+    # 3.2 Instruct ships temperature/top_p) must not leak into greedy decoding.
+    return GenerationConfig(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        num_beams=1,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        use_cache=True,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos_token_id,
+    )
+
+
+def timed_generate(model, input_ids, attention_mask, config: GenerationConfig, synchronize) -> dict:
+    """Run one request batch; return submit time, per-step token times and delivered count."""
+    import torch
+
+    streamer = TimestampStreamer(synchronize)
+    synchronize()
+    submit_ns = time.perf_counter_ns()
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            streamer=streamer,
+        )
+    return {
+        "submit_ns": submit_ns,
+        "token_ns": streamer.token_ns,
+        "delivered": int(out.shape[1] - input_ids.shape[1]),
+    }

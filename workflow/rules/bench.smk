@@ -1,0 +1,25 @@
+rule run:
+    input:
+        unpack(run_inputs),
+    output:
+        "results/runs/{scenario}/{precision}/{layout}/run.json",
+    params:
+        spec=lambda w: dbconfig.run_params(CFG, w.scenario, w.precision, w.layout),
+    # A run owns the whole machine: nothing may share its cores while it measures.
+    threads: workflow.cores
+    script:
+        "../scripts/run_scenario.py"
+
+
+rule aggregate:
+    input:
+        run_outputs(),
+    output:
+        runs="results/metrics/runs.csv",
+        requests="results/metrics/requests.csv",
+        scaling="results/metrics/scaling.csv",
+        environment="results/metrics/environment.json",
+    params:
+        models=dbconfig.canonical({s: CFG["models"][s]["source"] for s in SLOTS}),
+    script:
+        "../scripts/aggregate.py"

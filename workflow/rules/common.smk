@@ -1,0 +1,26 @@
+# Names, wildcard constraints and target lists shared by the rules.
+SLOTS = list(dbconfig.SLOT_NAMES)
+
+
+wildcard_constraints:
+    model="|".join(SLOTS),
+    precision="bf16|fp16|int4",
+    layout="|".join(dbconfig.LAYOUTS),
+    scenario="[a-z][a-z0-9_]*",
+
+
+def run_outputs():
+    return expand(
+        "results/runs/{scenario}/{precision}/{layout}/run.json",
+        scenario=list(CFG["scenarios"]),
+        precision=CFG["precisions"],
+        layout=CFG["layouts"],
+    )
+
+
+def run_inputs(wildcards):
+    """The converted models a run loads: only the slots its layout runs."""
+    return {
+        slot: f"results/models/{slot}/{wildcards.precision}"
+        for slot in dbconfig.layout_slots(wildcards.layout)
+    }

@@ -1,0 +1,9 @@
+# Thin adapter: rule fetch_model -> dualbench.sources.fetch
+import json
+
+from dualbench.cli import user_errors_exit
+from dualbench.sources import fetch
+
+spec = json.loads(snakemake.params.spec)
+with user_errors_exit():
+    fetch(spec["source"], snakemake.output[0], spec["seed"], spec["trust_remote_code"])

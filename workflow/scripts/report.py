@@ -1,0 +1,15 @@
+# Thin adapter: rule report -> dualbench.report.write_report
+import json
+from pathlib import Path
+
+from dualbench.metrics import DEFINITIONS
+from dualbench.report import write_report
+
+spec = json.loads(snakemake.params.spec)
+write_report(
+    Path(snakemake.input.runs).parent,
+    Path(snakemake.output[0]),
+    spec["title"],
+    spec["scenarios"],
+    DEFINITIONS,
+)
