@@ -1,0 +1,133 @@
+"""What the runner costs: its solo throughput divided by a bare generate() loop on the same
+model, slot (cores) and dtype, measured side by side in alternating rounds. Target: >= 0.97.
+
+    python benchmarks/overhead.py                 # builds the mini synthetic model once
+    python benchmarks/overhead.py --model-dir results/models/A/bf16 --rounds 5
+
+The bare loop is what a hand-written benchmark would do: pinned to the same cores, same prompt
+length, same greedy fixed-length decoding, no streamer, no barrier, no bookkeeping; its
+throughput is generated tokens / wall time over whole calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dualbench import config, runner
+from dualbench.analysis import run_tables
+from dualbench.backends import resolve
+
+SCENARIO = {"prompt_tokens": 128, "new_tokens": 32, "batch_size": 1, "min_requests": 3}
+
+
+def bare_loop(model_dir: str, cores: list[int], duration_s: float) -> float:
+    """Runs inside a fresh interpreter pinned to ``cores``; returns tokens/s."""
+    os.sched_setaffinity(0, cores)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from dualbench.engine import generation_config
+    from dualbench.workload import synthetic_prompt
+
+    torch.set_num_threads(len(cores))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").eval()
+    ids = torch.tensor(synthetic_prompt(SCENARIO["prompt_tokens"], 1, 0, "A", 0))
+    mask = torch.ones_like(ids)
+    cfg = generation_config(SCENARIO["new_tokens"], 128001, 128001)
+    with torch.inference_mode():
+        model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)  # warmup
+        tokens, started = 0, time.perf_counter()
+        while time.perf_counter() - started < duration_s:
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+            tokens += out.shape[1] - ids.shape[1]
+        return tokens / (time.perf_counter() - started)
+
+
+def runner_solo(model_dir: str, duration_s: float, work: Path) -> float:
+    cfg = config.validate(
+        {
+            "device": "cpu",
+            "models": {s: {"source": "synthetic:llama-3.2-mini"} for s in "AB"},
+            "precisions": ["bf16"],
+            "scenarios": {"short": {**SCENARIO, "duration_s": duration_s}},
+        }
+    )
+    spec = config.run_spec(cfg, "short", "bf16", "alone_A")
+    record = runner.run(spec, {"A": model_dir}, work)
+    rows, _ = run_tables(record)
+    if record["status"] != "ok":
+        raise SystemExit(f"runner failed: {record['error']}")
+    return rows[0]["throughput_tok_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", help="a converted model (default: build mini once)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--bare", help=argparse.SUPPRESS)  # internal: run the bare loop
+    args = parser.parse_args()
+    if args.bare:
+        cores = json.loads(args.bare)
+        print(json.dumps(bare_loop(args.model_dir, cores, args.duration)))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="dualbench-overhead-"))
+    model_dir = args.model_dir
+    if model_dir is None:
+        from dualbench.convert import convert
+        from dualbench.sources import fetch
+
+        fetch("synthetic:llama-3.2-mini", work / "base")
+        convert(work / "base", "bf16", work / "bf16")
+        model_dir = str(work / "bf16")
+    _, slots = resolve("cpu", "auto")
+    cores = list(slots["A"].cores)
+    print(f"model {model_dir}, slot A cores {cores}, {args.duration:.0f} s per measurement")
+    ratios = []
+    for i in range(args.rounds):
+        # Alternate the order so drift (thermal, other tenants) does not favour one side.
+        order = ("runner", "bare") if i % 2 == 0 else ("bare", "runner")
+        result = {}
+        for which in order:
+            if which == "runner":
+                result[which] = runner_solo(model_dir, args.duration, work / f"run{i}")
+            else:
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--bare",
+                        json.dumps(cores),
+                        "--model-dir",
+                        model_dir,
+                        "--duration",
+                        str(args.duration),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                result[which] = float(out.stdout.strip().splitlines()[-1])
+        ratio = result["runner"] / result["bare"]
+        ratios.append(ratio)
+        print(
+            f"round {i + 1}: runner {result['runner']:.2f} tok/s, bare {result['bare']:.2f} "
+            f"tok/s, ratio {ratio:.3f}"
+        )
+    print(
+        f"overhead ratio (median of {args.rounds}): {statistics.median(ratios):.3f} "
+        f"(target >= 0.97)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The whole pipeline on a tiny synthetic model: fetch -> convert -> runs -> aggregate -> report,
+checked on what it measured and wrote."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from dualbench.analysis import RUN_COLUMNS
+from tests.helpers import TINY_CONFIG
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def tables(pipeline):
+    metrics = pipeline / "results" / "metrics"
+    return {
+        "runs": pd.read_csv(metrics / "runs.csv", keep_default_na=False, na_values=[""]),
+        "requests": pd.read_csv(metrics / "requests.csv"),
+        "scaling": pd.read_csv(metrics / "scaling.csv"),
+    }
+
+
+def test_every_run_and_slot_is_measured_valid(tables):
+    runs = tables["runs"]
+    assert list(runs.columns) == RUN_COLUMNS
+    # 2 scenarios x (alone_A + alone_B + 2 co-located slots)
+    assert len(runs) == 8
+    assert set(runs.status) == {"ok"}
+    assert runs.valid.all(), runs.invalid_reasons.tolist()
+    assert (runs.output_tokens > 0).all() and (runs.throughput_tok_s > 0).all()
+    for _, row in runs.iterrows():
+        duration = TINY_CONFIG["scenarios"][row.scenario]["duration_s"]
+        assert row.window_s >= 0.99 * duration
+        assert row.requests >= 2
+        assert row.ttft_ms_p50 > 0 and row.tpot_ms_p50 > 0
+        assert row.ttft_ms_p50 <= row.ttft_ms_p90 <= row.ttft_ms_p99 <= row.ttft_ms_max
+        assert row.peak_mem_bytes > 0 and row.mem_source == "peak RSS"
+
+
+def test_output_length_is_exactly_the_asked_one(tables, pipeline):
+    requests = tables["requests"]
+    assert set(requests.new_tokens) == {8}
+    record = json.loads((pipeline / "results/runs/short/bf16/colocated/run.json").read_text())
+    for slot in record["slots"].values():
+        for call in slot["result"]["calls"]:
+            assert call["delivered"] == 8 and len(call["token_ns"]) == 8
+
+
+def test_colocated_slots_overlap_on_disjoint_cores(pipeline, tables):
+    record = json.loads((pipeline / "results/runs/mixed/bf16/colocated/run.json").read_text())
+    cores = [set(s["slot"]["cores"]) for s in record["slots"].values()]
+    assert cores[0] and cores[1] and not cores[0] & cores[1]
+    co = tables["runs"].query("layout == 'colocated'")
+    assert (co.overlap_frac > 0.5).all()
+    # The window is where both slots ran: inside each slot's own active span.
+    assert (co.window_start_s >= co.slot_start_s - 1e-9).all()
+    assert (co.window_end_s <= co.slot_end_s + 1e-9).all()
+
+
+def test_per_slot_overrides_reach_the_workers(tables):
+    mixed_b = tables["runs"].query("scenario == 'mixed' and slot == 'B'")
+    assert set(mixed_b.prompt_tokens) == {96} and set(mixed_b.batch_size) == {2}
+    mixed_a = tables["runs"].query("scenario == 'mixed' and slot == 'A'")
+    assert set(mixed_a.prompt_tokens) == {16} and set(mixed_a.batch_size) == {1}
+
+
+def test_scaling_is_computed_from_the_runs(tables):
+    runs, scaling = tables["runs"], tables["scaling"]
+    for _, row in scaling.iterrows():
+        sel = runs[(runs.scenario == row.scenario) & (runs.precision == row.precision)]
+        tput = {(r.layout, r.slot): r.throughput_tok_s for r in sel.itertuples()}
+        v2 = tput[("colocated", "A")] + tput[("colocated", "B")]
+        assert row.v2 == pytest.approx(v2)
+        assert row.v1 == pytest.approx((tput[("alone_A", "A")] + tput[("alone_B", "B")]) / 2)
+        assert row.growth == pytest.approx((v2 - row.v1) / row.v1)
+        assert row.slowdown_A == pytest.approx(tput[("alone_A", "A")] / tput[("colocated", "A")])
+
+
+def test_report_is_one_self_contained_file(pipeline):
+    html = (pipeline / "results/report/report.html").read_text()
+    assert "tiny pipeline" in html
+    assert "data:image/png;base64," in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", html)
+    for scenario in ("short", "mixed"):
+        assert scenario in html

@@ -1,0 +1,103 @@
+"""Helpers that run the real Snakemake pipeline on a tiny synthetic model.
+
+A work directory holds links to the repository's Snakefile and workflow/ and its own
+config/config.yaml, so the pipeline runs exactly as a user runs it, on a config small enough
+for CI."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = {
+    "notes": "",
+    "device": "cpu",
+    "models": {
+        "A": {"source": "synthetic:llama-3.2-tiny", "seed": 0},
+        "B": {"source": "synthetic:llama-3.2-tiny", "seed": 1},
+    },
+    "precisions": ["bf16"],
+    "scenarios": {
+        "short": {
+            "description": "short prompts",
+            "prompt_tokens": 16,
+            "new_tokens": 8,
+            "duration_s": 1.0,
+            "min_requests": 2,
+        },
+        "mixed": {
+            "description": "A short, B long",
+            "prompt_tokens": 16,
+            "new_tokens": 8,
+            "duration_s": 1.0,
+            "min_requests": 2,
+            "slots": {"B": {"prompt_tokens": 96, "batch_size": 2}},
+        },
+    },
+    "run": {"timeout_s": 300},
+    "report": {"title": "tiny pipeline"},
+}
+
+
+def tiny_config() -> dict:
+    return copy.deepcopy(TINY_CONFIG)
+
+
+def make_workdir(path: Path, config: dict) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow"):
+        link = path / name
+        if not link.exists():
+            link.symlink_to(REPO / name)
+    write_config(path, config)
+    return path
+
+
+def write_config(workdir: Path, config: dict | str) -> None:
+    (workdir / "config").mkdir(exist_ok=True)
+    text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+    (workdir / "config" / "config.yaml").write_text(text)
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, check: bool = True):
+    """Run Snakemake in ``workdir``; returns the CompletedProcess (stdout+stderr merged)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-6000:]}")
+    return proc
+
+
+def planned_jobs(workdir: Path, target: str = "report") -> set[tuple[str, str]]:
+    """(rule, first output) of every job a dry run would execute."""
+    out = snakemake(workdir, "-n", target).stdout
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            rule = m.group(1)
+            continue
+        m = re.match(r"^output: (.+)$", line.strip())
+        if m and rule:
+            jobs.add((rule, m.group(1).split(",")[0].strip()))
+            rule = None
+        elif line.strip().startswith("jobid:") and rule:
+            # A job without output (rule all) has no output line.
+            jobs.add((rule, ""))
+            rule = None
+    return jobs
