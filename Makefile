@@ -14,6 +14,7 @@ report: $(VENV)/.stamp-project
 
 test: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 	$(VENV)/bin/pytest
 
 install: $(VENV)/.stamp-project

@@ -70,6 +70,10 @@ def _one_line(error: jsonschema.ValidationError) -> str:
         return (
             f"unknown key {where}{extra[0] if extra else '?'}: remove it or use one of: {allowed}"
         )
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        where = f"{key}." if error.absolute_path else ""
+        return f"missing key {where}{missing[0]}: add it (see config/README.md)"
     if error.validator == "oneOf" and key == "slots":
         return (
             f"slots: {error.instance!r} is not valid; use auto or two devices such as "

@@ -3,10 +3,10 @@ rule run:
         unpack(run_inputs),
     output:
         "results/runs/{scenario}/{precision}/{layout}/run.json",
-    params:
-        spec=lambda w: dbconfig.run_params(CFG, w.scenario, w.precision, w.layout),
     # A run owns the whole machine: nothing may share its cores while it measures.
     threads: workflow.cores
+    params:
+        spec=lambda w: dbconfig.run_params(CFG, w.scenario, w.precision, w.layout),
     script:
         "../scripts/run_scenario.py"
 
