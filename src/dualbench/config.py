@@ -31,9 +31,22 @@ class ConfigError(ValueError):
     """A user-fixable configuration mistake; str() is one line naming the key and the fix."""
 
 
+def _normalise_numbers(value: Any) -> Any:
+    # 10 and 10.0 are the same setting: write both as 10, so the spelling reruns nothing.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalise_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise_numbers(v) for v in value]
+    return value
+
+
 def canonical(value: Any) -> str:
     """The one serialisation every rule's params use (see module docstring)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(
+        _normalise_numbers(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def schema() -> dict:
@@ -74,9 +87,9 @@ def _one_line(error: jsonschema.ValidationError) -> str:
         missing = [k for k in error.validator_value if k not in error.instance]
         where = f"{key}." if error.absolute_path else ""
         return f"missing key {where}{missing[0]}: add it (see config/README.md)"
-    if error.validator == "oneOf" and key == "slots":
+    if key == "slots" or key.startswith("slots."):
         return (
-            f"slots: {error.instance!r} is not valid; use auto or two devices such as "
+            f"{key}: {error.instance!r} is not valid; use auto or two devices such as "
             "[npu:0, npu:1], [cuda:0, cuda:0] or [cpu:0-3, cpu:4-7]"
         )
     if error.validator == "pattern" and key.endswith("source"):
@@ -125,10 +138,16 @@ def _check_semantics(cfg: dict) -> None:
                 f"slots: {slots} are {kind} devices but device is {cfg['device']!r}; "
                 f"set device: {kind} (or auto)"
             )
+    limits = {}
+    for slot in SLOT_NAMES:
+        try:
+            limits[slot] = model_context_length(cfg["models"][slot]["source"])
+        except ConfigError as error:
+            raise ConfigError(f"models.{slot}.source: {error}") from None
     for name in cfg["scenarios"]:
         for slot in SLOT_NAMES:
             settings = slot_settings(cfg, name, slot)
-            limit = model_context_length(cfg["models"][slot]["source"])
+            limit = limits[slot]
             need = settings["prompt_tokens"] + settings["new_tokens"]
             if limit is not None and need > limit:
                 raise ConfigError(

@@ -1,0 +1,378 @@
+"""Aggregation from hand-built run records (the structure runner.run() writes) with exactly known
+throughputs, so every number in runs, requests and scaling tables is checked against a value
+worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from dualbench import analysis
+from dualbench.analysis import RUN_COLUMNS, aggregate, run_tables, scaling_table
+
+MS = 1_000_000
+
+
+def ms(t: int) -> int:
+    return t * MS
+
+
+def call(submit_ms: int, token_ms: list[int]) -> dict:
+    return {
+        "submit_ns": ms(submit_ms),
+        "token_ns": [ms(t) for t in token_ms],
+        "delivered": len(token_ms),
+    }
+
+
+A_SETTINGS = {
+    "prompt_tokens": 4,
+    "new_tokens": 3,
+    "batch_size": 1,
+    "warmup_requests": 0,
+    "min_requests": 2,
+    "model": "A",
+    "device": "cpu:0-3",
+}
+B_SETTINGS = {**A_SETTINGS, "prompt_tokens": 6, "batch_size": 2, "model": "B", "device": "cpu:4-7"}
+
+
+def result(release_ms: int, calls: list[dict], peak: int) -> dict:
+    return {
+        "release_ns": ms(release_ms),
+        "met_ns": calls[-1]["token_ns"][-1],
+        "calls": calls,
+        "load_s": 1.25,
+        "warmup_s": 0.5,
+        "memory": {
+            "peak_mem_bytes": peak,
+            "mem_reserved_peak_bytes": None,
+            "mem_source": "ru_maxrss",
+        },
+        "device_info": {"kind": "cpu", "cores": 4},
+    }
+
+
+def record(layout: str, results: dict, *, status="ok", error="", scenario="s") -> dict:
+    settings = {"A": A_SETTINGS, "B": B_SETTINGS}
+    return {
+        "spec": {
+            "scenario": scenario,
+            "precision": "bf16",
+            "layout": layout,
+            "device": "cpu",
+            "allocator": "",
+            "duration_s": 2,
+            "seed": 0,
+            "timeout_s": 1800,
+            "slots": {n: settings[n] for n in results},
+        },
+        "status": status,
+        "error": error,
+        "backend": {"kind": "cpu"},
+        "host": "testhost",
+        "environment": {"python": "3.11", "torch": "2.13.0"},
+        "elapsed_s": 10.0,
+        "slots": {
+            n: {
+                "slot": {"name": n},
+                "device": settings[n]["device"],
+                "model": n,
+                "settings": settings[n],
+                "phase": "done",
+                "result": r,
+            }
+            for n, r in results.items()
+        },
+    }
+
+
+def alone_a() -> dict:
+    # 4 calls of 500 ms from 10.0 s: window 10.0-12.0 s (2 s), 12 tokens -> 6.0 tok/s.
+    # Each: TTFT 100 ms, TPOT 200 ms, E2E 500 ms. Released at 9.5 s.
+    calls = [call(10_000 + 500 * i, [10_100 + 500 * i, 10_300 + 500 * i, 10_500 + 500 * i])
+             for i in range(4)]  # fmt: skip
+    return record("alone_A", {"A": result(9_500, calls, peak=1000)})
+
+
+def alone_b() -> dict:
+    # batch 2, 4 calls of 500 ms from 50.0 s: window 2 s, 4*3*2 = 24 tokens -> 12.0 tok/s.
+    calls = [call(50_000 + 500 * i, [50_100 + 500 * i, 50_300 + 500 * i, 50_500 + 500 * i])
+             for i in range(4)]  # fmt: skip
+    return record("alone_B", {"B": result(49_000, calls, peak=2000)})
+
+
+def colocated() -> dict:
+    # Released at 100.0 s (A) and 100.05 s (B). A first submits at 100.1 s, B at 100.2 s;
+    # B's last token is at 102.2 s, A's at 102.5 s: window 100.2-102.2 s = 2 s,
+    # span 100.1-102.5 s = 2.4 s.
+    a_calls = [
+        call(100_100, [100_150, 100_180, 100_250]),  # 1 token inside, no prefill, no request
+        call(100_400, [100_600, 100_900, 101_200]),  # 3 inside, request: TTFT 200, E2E 800
+        call(101_200, [101_500, 101_800, 102_100]),  # 3 inside, request: TTFT 300, E2E 900
+        call(102_100, [102_200, 102_350, 102_500]),  # 1 inside (end inclusive), prefill only
+    ]  # A: 8 tokens -> 4.0 tok/s; 2 requests; prefill 3 calls * 4 = 12 -> 6.0 tok/s
+    b_calls = [
+        call(100_200, [100_300, 100_400, 100_500]),
+        call(100_500, [100_900, 101_300, 101_700]),
+        call(101_700, [101_900, 102_000, 102_200]),
+    ]  # B (batch 2): 18 tokens -> 9.0 tok/s; 6 requests; prefill 3 * 2 * 6 = 36 -> 18.0 tok/s
+    return record(
+        "colocated",
+        {"A": result(100_000, a_calls, peak=3000), "B": result(100_050, b_calls, peak=4000)},
+    )
+
+
+def oom_colocated() -> dict:
+    a = result(100_000, [call(100_100, [100_150, 100_180, 100_250])], peak=3000)
+    return record(
+        "colocated",
+        {"A": a, "B": None},
+        status="oom",
+        error="slot B: MemoryError: injected out-of-memory",
+    )
+
+
+def frame(*records) -> pd.DataFrame:
+    rows = [row for r in records for row in run_tables(r)[0]]
+    return pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
+
+
+# --- run rows ---------------------------------------------------------------------------------
+
+
+def test_alone_row():
+    rows, requests = run_tables(alone_a(), {"A": "synthetic:llama-3.2-tiny"})
+    assert len(rows) == 1
+    row = rows[0]
+    assert set(row) == set(RUN_COLUMNS)
+    assert row["run_id"] == "s/bf16/alone_A"
+    assert (row["scenario"], row["precision"], row["layout"], row["slot"]) == (
+        "s",
+        "bf16",
+        "alone_A",
+        "A",
+    )
+    assert row["model"] == "synthetic:llama-3.2-tiny"
+    assert (row["backend"], row["device"], row["status"], row["error"]) == (
+        "cpu",
+        "cpu:0-3",
+        "ok",
+        "",
+    )
+    assert row["valid"] is True
+    assert row["invalid_reasons"] == ""
+    assert (row["prompt_tokens"], row["new_tokens"], row["batch_size"]) == (4, 3, 1)
+    # relative to the release at 9.5 s
+    assert row["window_start_s"] == pytest.approx(0.5)
+    assert row["window_end_s"] == pytest.approx(2.5)
+    assert row["window_s"] == pytest.approx(2.0)
+    assert row["slot_start_s"] == pytest.approx(0.5)
+    assert row["slot_end_s"] == pytest.approx(2.5)
+    assert row["span_s"] == pytest.approx(2.0)
+    assert row["overlap_frac"] == pytest.approx(1.0)
+    assert row["requests"] == 4
+    assert row["output_tokens"] == 12
+    assert row["throughput_tok_s"] == pytest.approx(6.0)
+    assert row["prefill_tok_s"] == pytest.approx(8.0)  # 4 calls * 4 tokens / 2 s
+    assert row["request_rate_rps"] == pytest.approx(2.0)
+    assert row["ttft_ms_mean"] == pytest.approx(100.0)
+    assert row["tpot_ms_p99"] == pytest.approx(200.0)
+    assert row["itl_ms_max"] == pytest.approx(200.0)
+    assert row["e2e_ms_p50"] == pytest.approx(500.0)
+    assert (row["peak_mem_bytes"], row["mem_reserved_peak_bytes"], row["mem_source"]) == (
+        1000,
+        None,
+        "ru_maxrss",
+    )
+    assert (row["load_s"], row["warmup_s"]) == (1.25, 0.5)
+    assert len(requests) == 4
+    assert [r["submit_s"] for r in requests] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert all(r["in_window"] for r in requests)
+    assert [r["ttft_ms"] for r in requests] == pytest.approx([100.0] * 4)
+    assert [r["itl_ms_mean"] for r in requests] == pytest.approx([200.0] * 4)
+
+
+def test_model_defaults_to_slot_name_without_sources():
+    rows, _ = run_tables(alone_b())
+    assert rows[0]["model"] == "B"
+
+
+def test_colocated_rows():
+    rows, requests = run_tables(colocated())
+    by = {r["slot"]: r for r in rows}
+    assert list(by) == ["A", "B"]
+    for r in rows:
+        assert r["run_id"] == "s/bf16/colocated"
+        assert r["valid"] is True, r["invalid_reasons"]
+        # relative to the earliest release (A's, at 100.0 s)
+        assert r["window_start_s"] == pytest.approx(0.2)
+        assert r["window_end_s"] == pytest.approx(2.2)
+        assert r["window_s"] == pytest.approx(2.0)
+        assert r["span_s"] == pytest.approx(2.4)
+        assert r["overlap_frac"] == pytest.approx(2.0 / 2.4)
+    a, b = by["A"], by["B"]
+    assert (a["slot_start_s"], a["slot_end_s"]) == pytest.approx((0.1, 2.5))
+    assert (b["slot_start_s"], b["slot_end_s"]) == pytest.approx((0.2, 2.2))
+    assert (a["output_tokens"], a["requests"]) == (8, 2)
+    assert a["throughput_tok_s"] == pytest.approx(4.0)
+    assert a["prefill_tok_s"] == pytest.approx(6.0)
+    assert a["request_rate_rps"] == pytest.approx(1.0)
+    assert a["ttft_ms_mean"] == pytest.approx(250.0)  # TTFTs 200, 300
+    assert a["e2e_ms_p90"] == pytest.approx(890.0)  # 800 + 0.9 * 100
+    assert (b["output_tokens"], b["requests"]) == (18, 6)
+    assert b["throughput_tok_s"] == pytest.approx(9.0)
+    assert b["prefill_tok_s"] == pytest.approx(18.0)
+    assert b["request_rate_rps"] == pytest.approx(3.0)
+    assert (a["peak_mem_bytes"], b["peak_mem_bytes"]) == (3000, 4000)
+    # one request row per sequence: A 4 calls * 1, B 3 calls * 2
+    assert len(requests) == 10
+    a_req = [r for r in requests if r["slot"] == "A"]
+    b_req = [r for r in requests if r["slot"] == "B"]
+    assert [r["in_window"] for r in a_req] == [False, True, True, False]
+    assert [(r["call"], r["index"]) for r in b_req] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+    ]
+    assert all(r["in_window"] for r in b_req)
+    assert [r["submit_s"] for r in a_req] == pytest.approx([0.1, 0.4, 1.2, 2.1])
+
+
+def test_failed_run_rows_are_invalid_and_empty():
+    rows, requests = run_tables(oom_colocated())
+    assert [r["slot"] for r in rows] == ["A", "B"]
+    assert requests == []
+    for r in rows:
+        assert r["status"] == "oom"
+        assert r["valid"] is False
+        assert r["invalid_reasons"] == "status oom: slot B: MemoryError: injected out-of-memory"
+    df = frame(oom_colocated())
+    assert list(df.columns) == RUN_COLUMNS
+    for col in ("throughput_tok_s", "output_tokens", "window_s", "ttft_ms_mean", "overlap_frac"):
+        assert df[col].isna().all(), col
+    a, b = df.iloc[0], df.iloc[1]
+    assert a["peak_mem_bytes"] == 3000  # the slot that ran still reports its memory
+    assert a["load_s"] == 1.25
+    assert math.isnan(b["peak_mem_bytes"])
+    assert math.isnan(b["load_s"])
+
+
+def test_invalid_run_keeps_its_numbers_and_says_why():
+    rec = alone_a()
+    rec["spec"]["duration_s"] = 3  # the 2 s window is now too short
+    rows, _ = run_tables(rec)
+    assert rows[0]["valid"] is False
+    assert rows[0]["invalid_reasons"] == "window 2.00 s is shorter than duration_s 3 s"
+    assert rows[0]["throughput_tok_s"] == pytest.approx(6.0)
+
+
+# --- scaling ----------------------------------------------------------------------------------
+
+
+def test_scaling_table_exact():
+    table = scaling_table(frame(alone_a(), alone_b(), colocated()))
+    assert list(table.columns) == analysis.SCALING_COLUMNS
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["scenario"], row["precision"]) == ("s", "bf16")
+    assert row["v1_A"] == pytest.approx(6.0)
+    assert row["v1_B"] == pytest.approx(12.0)
+    assert row["v1"] == pytest.approx(9.0)  # (6 + 12) / 2
+    assert row["v2"] == pytest.approx(13.0)  # 4 + 9
+    assert row["growth"] == pytest.approx(4 / 9)  # (13 - 9) / 9
+    assert row["scaling_efficiency"] == pytest.approx(13 / 18)  # 13 / (6 + 12)
+    assert row["slowdown_A"] == pytest.approx(1.5)  # 6 / 4
+    assert row["slowdown_B"] == pytest.approx(4 / 3)  # 12 / 9
+    assert bool(row["valid"]) is True
+    assert row["note"] == ""
+
+
+def test_scaling_table_missing_layout():
+    table = scaling_table(frame(alone_a(), colocated()))
+    row = table.iloc[0]
+    assert row["note"] == "missing runs: alone_B"
+    assert bool(row["valid"]) is False
+    assert row["v1_A"] == pytest.approx(6.0)
+    assert row["v2"] == pytest.approx(13.0)
+    assert row["slowdown_A"] == pytest.approx(1.5)
+    for col in ("v1_B", "v1", "growth", "scaling_efficiency", "slowdown_B"):
+        assert math.isnan(row[col]), col
+
+
+def test_scaling_table_with_failed_colocated_run():
+    table = scaling_table(frame(alone_a(), alone_b(), oom_colocated()))
+    row = table.iloc[0]
+    assert bool(row["valid"]) is False
+    assert row["note"] == "depends on an invalid or failed run"
+    assert row["v1"] == pytest.approx(9.0)
+    for col in ("v2", "growth", "scaling_efficiency", "slowdown_A", "slowdown_B"):
+        assert math.isnan(row[col]), col
+
+
+def test_scaling_table_one_row_per_scenario():
+    other = [alone_a(), alone_b(), colocated()]
+    for r in other:
+        r["spec"]["scenario"] = "t"
+    table = scaling_table(frame(alone_a(), alone_b(), colocated(), *other[:2]))
+    assert list(table["scenario"]) == ["s", "t"]
+    assert table.iloc[1]["note"] == "missing runs: colocated"
+
+
+# --- aggregate --------------------------------------------------------------------------------
+
+
+def test_aggregate_writes_the_four_files(tmp_path):
+    paths = []
+    for name, rec in [("a", alone_a()), ("b", alone_b()), ("c", colocated())]:
+        path = tmp_path / "runs" / f"{name}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(rec))
+        paths.append(path)
+    out = tmp_path / "metrics"
+    sources = {"A": "synthetic:llama-3.2-tiny", "B": "synthetic:llama-3.2-mini"}
+    aggregate(paths, out, sources)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "environment.json",
+        "requests.csv",
+        "runs.csv",
+        "scaling.csv",
+    ]
+    header = (out / "runs.csv").read_text().splitlines()[0]
+    assert header.split(",") == RUN_COLUMNS
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 4
+    assert list(runs["throughput_tok_s"]) == pytest.approx([6.0, 12.0, 4.0, 9.0])
+    assert list(runs["model"]) == [sources["A"], sources["B"], sources["A"], sources["B"]]
+    requests = pd.read_csv(out / "requests.csv")
+    assert list(requests.columns) == analysis.REQUEST_COLUMNS
+    assert len(requests) == 4 + 8 + 10
+    scaling = pd.read_csv(out / "scaling.csv")
+    assert scaling.loc[0, "v2"] == pytest.approx(13.0)
+    assert scaling.loc[0, "growth"] == pytest.approx(4 / 9)
+    env = json.loads((out / "environment.json").read_text())
+    assert env["python"] == "3.11"
+    assert env["models"] == sources
+    assert env["devices"] == {
+        "cpu:0-3": {"kind": "cpu", "cores": 4},
+        "cpu:4-7": {"kind": "cpu", "cores": 4},
+    }
+    assert sorted(env["config"]) == ["s/bf16/alone_A", "s/bf16/alone_B", "s/bf16/colocated"]
+
+
+def test_aggregate_with_a_failed_run_does_not_crash(tmp_path):
+    path = tmp_path / "oom.json"
+    path.write_text(json.dumps(oom_colocated()))
+    aggregate([path], tmp_path / "out", {"A": "a", "B": "b"})
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert list(runs["status"]) == ["oom", "oom"]
+    assert list(runs["valid"]) == [False, False]
+    assert runs["throughput_tok_s"].isna().all()
+    scaling = pd.read_csv(tmp_path / "out" / "scaling.csv")
+    assert scaling.loc[0, "note"] == "missing runs: alone_A, alone_B"

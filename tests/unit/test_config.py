@@ -1,0 +1,428 @@
+"""Config validation (defaults, one-line errors naming the key) and the cache contract of the
+``*_params`` helpers (DESIGN §4): a config edit changes exactly the slices that read it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dualbench import config
+from dualbench.config import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+TINY = "synthetic:llama-3.2-tiny"
+
+
+def base() -> dict:
+    return {
+        "models": {"A": {"source": TINY}, "B": {"source": TINY}},
+        "precisions": ["bf16"],
+        "scenarios": {"s": {"prompt_tokens": 8}},
+    }
+
+
+def error_of(mutate) -> str:
+    cfg = base()
+    mutate(cfg)
+    with pytest.raises(ConfigError) as info:
+        config.validate(cfg)
+    return str(info.value)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def test_validate_fills_schema_defaults():
+    raw = base()
+    cfg = config.validate(raw)
+    assert cfg == {
+        "notes": "",
+        "device": "auto",
+        "slots": "auto",
+        "allocator": "",
+        "models": {
+            "A": {"source": TINY, "seed": 0, "trust_remote_code": False},
+            "B": {"source": TINY, "seed": 0, "trust_remote_code": False},
+        },
+        "precisions": ["bf16"],
+        "layouts": ["alone_A", "alone_B", "colocated"],
+        "scenarios": {
+            "s": {
+                "description": "",
+                "prompt_tokens": 8,
+                "new_tokens": 32,
+                "batch_size": 1,
+                "warmup_requests": 1,
+                "min_requests": 3,
+                "duration_s": 10,
+                "seed": 0,
+                "slots": {},
+            }
+        },
+        "run": {"timeout_s": 1800},
+        "report": {"title": "dualbench: two Llama 3.2 models side by side"},
+    }
+    assert raw == base()  # the input is not modified
+
+
+def test_default_config_file_validates():
+    cfg = config.load(DEFAULT_CONFIG)
+    assert list(cfg["scenarios"]) == ["short", "long", "mixed", "peak"]
+    assert cfg["models"]["A"]["source"] == "synthetic:llama-3.2-mini"
+    assert config.slot_settings(cfg, "mixed", "A") == {
+        "prompt_tokens": 128,
+        "new_tokens": 32,
+        "batch_size": 1,
+        "warmup_requests": 1,
+        "min_requests": 3,
+    }
+    assert config.slot_settings(cfg, "mixed", "B") == {
+        "prompt_tokens": 4096,
+        "new_tokens": 16,
+        "batch_size": 1,
+        "warmup_requests": 1,
+        "min_requests": 2,
+    }
+
+
+def _set(path: str, value):
+    """A mutation setting the dotted ``path`` of a config dict."""
+
+    def mutate(cfg):
+        *parents, last = path.split(".")
+        node = cfg
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("mutate", "must_contain"),
+    [
+        (_set("scenarios.s.prompt_tokens", "8"), ["scenarios.s.prompt_tokens", "integer"]),
+        (_set("device", 3), ["device", "auto", "npu"]),
+        (_set("bogus", 1), ["unknown key bogus", "remove it", "scenarios"]),
+        (_set("scenarios.s.bogus", 1), ["unknown key scenarios.s.bogus", "prompt_tokens"]),
+        (_set("scenarios.s.slots.B.bogus", 1), ["unknown key scenarios.s.slots.B.bogus"]),
+        (_set("scenarios.s.batch_size", 0), ["scenarios.s.batch_size", "minimum of 1"]),
+        (_set("scenarios.s.slots.B.batch_size", 0), ["scenarios.s.slots.B.batch_size"]),
+        (
+            # 131041 + the default 32 new tokens = 131073 > 131072
+            _set("scenarios.s.prompt_tokens", 131041),
+            ["scenarios.s", "prompt_tokens", "131073", "131072", "slot A"],
+        ),
+        (
+            _set("scenarios.s.slots", {"B": {"prompt_tokens": 131041}}),
+            ["scenarios.s", "131073", "slot B"],
+        ),
+        (_set("models.A.source", "foo:bar"), ["models.A.source", "'foo:bar'", "synthetic:"]),
+        (_set("models.B.source", "hf:"), ["models.B.source", "hf:<repo>"]),
+        (_set("precisions", ["bf16", "int4"]), ["precisions", "'int4'", "bf16 or fp16"]),
+        (_set("slots", ["cpu:0-3", "npu:0"]), ["slots", "mixes device kinds"]),
+        (
+            lambda c: c.update(slots=["npu:0", "npu:1"], device="cuda"),
+            ["slots", "npu", "device is 'cuda'", "set device: npu"],
+        ),
+        (_set("slots", "cpu"), ["slots", "auto"]),
+    ],
+    ids=[
+        "wrong-type",
+        "bad-enum",
+        "unknown-top",
+        "unknown-scenario-key",
+        "unknown-slot-override-key",
+        "batch-0",
+        "slot-batch-0",
+        "prompt-too-long",
+        "slot-prompt-too-long",
+        "bad-source",
+        "empty-source-ref",
+        "int4",
+        "mixed-kinds",
+        "kind-vs-device",
+        "slots-not-a-list",
+    ],
+)
+def test_one_line_errors_name_the_key(mutate, must_contain):
+    message = error_of(mutate)
+    assert "\n" not in message
+    for part in must_contain:
+        assert part in message, (part, message)
+
+
+def test_prompt_exactly_at_the_context_is_accepted():
+    cfg = base()
+    cfg["scenarios"]["s"].update(prompt_tokens=131040, new_tokens=32)
+    assert config.validate(cfg)["scenarios"]["s"]["prompt_tokens"] == 131040
+
+
+def test_unknown_synthetic_preset_is_one_line():
+    message = error_of(_set("models.A.source", "synthetic:nope"))
+    assert "\n" not in message
+    assert "'synthetic:nope'" in message
+    assert "llama-3.2-1b, llama-3.2-3b, llama-3.2-mini, llama-3.2-tiny" in message
+
+
+def test_unknown_synthetic_preset_names_the_key():
+    assert "models.A.source" in error_of(_set("models.A.source", "synthetic:nope"))
+
+
+def test_bad_slot_device_says_how_to_write_one():
+    message = error_of(_set("slots", ["gpu:0", "gpu:1"]))
+    assert "\n" not in message
+    assert message.startswith("slots")
+    assert "npu:0" in message  # an example of a valid device, i.e. the fix
+
+
+def test_matching_slots_and_device_are_accepted():
+    cfg = base()
+    cfg.update(slots=["npu:0", "npu:0"], device="npu")
+    assert config.validate(cfg)["slots"] == ["npu:0", "npu:0"]
+
+
+def test_load_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [\n  a: b\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(bad)
+    assert "\n" not in str(info.value)
+    assert "not valid YAML" in str(info.value)
+
+
+def test_unknown_layout():
+    with pytest.raises(ConfigError, match="layout 'alone_C' is unknown"):
+        config.layout_slots("alone_C")
+
+
+# --- cache contract ---------------------------------------------------------------------------
+
+YAML_BLOCK = """\
+# block style, keys in schema order
+models:
+  A:
+    source: "synthetic:llama-3.2-tiny"
+    seed: 0
+  B:
+    source: synthetic:llama-3.2-tiny
+    seed: 1
+precisions: [bf16, fp16]
+slots: [cpu:0-3, cpu:4-7]
+scenarios:
+  short:
+    description: "short prompts"
+    prompt_tokens: 16
+    new_tokens: 4
+    duration_s: 2
+  long:
+    prompt_tokens: 64
+    new_tokens: 4
+    duration_s: 2
+    slots:
+      B: {prompt_tokens: 32}
+report:
+  title: "T"
+"""
+
+YAML_FLOW = """\
+report: {title: T}
+scenarios: {long: {slots: {B: {prompt_tokens: 32}}, duration_s: 2.0e+0, new_tokens: 0x4,
+                   prompt_tokens: 64},
+            short: {duration_s: 2, new_tokens: 4, prompt_tokens: 16, description: 'short prompts'}}
+slots:
+  - 'cpu:0-3'
+  - "cpu:4-7"
+precisions:
+  - bf16
+  - fp16
+models: {B: {seed: 1, source: 'synthetic:llama-3.2-tiny'},
+         A: {source: synthetic:llama-3.2-tiny, seed: 0}}
+"""
+
+RUNS = [(s, p, lay) for s in ("short", "long") for p in ("bf16", "fp16") for lay in config.LAYOUTS]
+
+
+def load_text(tmp_path, text: str, name: str = "c.yaml") -> dict:
+    path = tmp_path / name
+    path.write_text(text)
+    return config.load(path)
+
+
+def all_params(cfg: dict) -> dict:
+    out = {run: config.run_params(cfg, *run) for run in RUNS}
+    out["report"] = config.report_params(cfg)
+    out["models"] = tuple(config.model_params(cfg, m) for m in ("A", "B"))
+    return out
+
+
+def edited(raw: dict, path: str, value) -> dict:
+    cfg = copy.deepcopy(raw)
+    _set(path, value)(cfg)
+    return config.validate(cfg)
+
+
+@pytest.fixture
+def raw() -> dict:
+    """The block-style config as a raw (unvalidated) dict, for edits."""
+    return yaml.safe_load(YAML_BLOCK)
+
+
+def test_key_order_and_yaml_formatting_change_no_params(tmp_path):
+    # Same values, different key order, quoting, flow/block style, comments and int spelling
+    # (0x4). duration_s is written 2 in both here; 2 vs 2.0e+0 is tested below.
+    block = load_text(tmp_path, YAML_BLOCK, "block.yaml")
+    flow = load_text(tmp_path, YAML_FLOW.replace("2.0e+0", "2"), "flow.yaml")
+    assert all_params(block) == all_params(flow)
+
+
+def test_integral_float_and_int_give_the_same_params(tmp_path):
+    block = load_text(tmp_path, YAML_BLOCK, "block.yaml")
+    flow = load_text(tmp_path, YAML_FLOW, "flow.yaml")
+    assert all_params(block) == all_params(flow)
+
+
+def test_params_are_canonical_json(raw):
+    cfg = config.validate(raw)
+    params = config.run_params(cfg, "short", "bf16", "alone_A")
+    assert params == (
+        '{"allocator":"","device":"auto","duration_s":2,"layout":"alone_A","precision":"bf16",'
+        '"scenario":"short","seed":0,"slots":{"A":{"batch_size":1,"device":"cpu:0-3",'
+        '"min_requests":3,"model":"A","new_tokens":4,"prompt_tokens":16,"warmup_requests":1}},'
+        '"timeout_s":1800}'
+    )
+
+
+def test_run_spec_alone_contains_only_its_slot(raw):
+    cfg = config.validate(raw)
+    assert config.run_spec(cfg, "long", "fp16", "alone_B") == {
+        "scenario": "long",
+        "precision": "fp16",
+        "layout": "alone_B",
+        "device": "auto",
+        "allocator": "",
+        "duration_s": 2,
+        "seed": 0,
+        "timeout_s": 1800,
+        "slots": {
+            "B": {
+                "prompt_tokens": 32,
+                "new_tokens": 4,
+                "batch_size": 1,
+                "warmup_requests": 1,
+                "min_requests": 3,
+                "model": "B",
+                "device": "cpu:4-7",
+            }
+        },
+    }
+    assert list(config.run_spec(cfg, "long", "fp16", "alone_A")["slots"]) == ["A"]
+    assert list(config.run_spec(cfg, "long", "fp16", "colocated")["slots"]) == ["A", "B"]
+
+
+def test_auto_slots_give_auto_devices(raw):
+    del raw["slots"]
+    cfg = config.validate(raw)
+    slots = config.run_spec(cfg, "short", "bf16", "colocated")["slots"]
+    assert (slots["A"]["device"], slots["B"]["device"]) == ("auto", "auto")
+
+
+def test_prompt_change_reruns_only_that_scenario(raw):
+    before = all_params(config.validate(raw))
+    after = all_params(edited(raw, "scenarios.short.prompt_tokens", 17))
+    for run in RUNS:
+        if run[0] == "short":
+            assert after[run] != before[run], run
+            slots = json.loads(after[run])["slots"]
+            assert {s["prompt_tokens"] for s in slots.values()} == {17}, run
+        else:
+            assert after[run] == before[run], run
+    assert after["report"] == before["report"]
+    assert after["models"] == before["models"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"), [("report.title", "Another title"), ("notes", "tried on Tuesday")]
+)
+def test_report_title_and_notes_change_no_run(raw, path, value):
+    before = all_params(config.validate(raw))
+    after = all_params(edited(raw, path, value))
+    for run in RUNS:
+        assert after[run] == before[run], run
+    assert after["models"] == before["models"]
+
+
+def test_report_params_follow_title_and_descriptions_not_notes(raw):
+    before = config.report_params(config.validate(raw))
+    assert json.loads(before) == {
+        "title": "T",
+        "scenarios": {"short": "short prompts", "long": ""},
+    }
+    assert config.report_params(edited(raw, "report.title", "U")) != before
+    assert config.report_params(edited(raw, "scenarios.long.description", "d")) != before
+    assert config.report_params(edited(raw, "notes", "n")) == before
+
+
+def test_description_changes_no_run(raw):
+    before = all_params(config.validate(raw))
+    after = all_params(edited(raw, "scenarios.short.description", "reworded"))
+    for run in RUNS:
+        assert after[run] == before[run], run
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("scenarios.short.batch_size", 1),
+        ("scenarios.short.warmup_requests", 1),
+        ("scenarios.short.min_requests", 3),
+        ("scenarios.short.seed", 0),
+        ("scenarios.short.slots", {}),
+        ("run", {"timeout_s": 1800}),
+        ("device", "auto"),
+        ("allocator", ""),
+        ("layouts", ["alone_A", "alone_B", "colocated"]),
+        ("models.A.trust_remote_code", False),
+    ],
+)
+def test_explicit_default_equals_omitted(raw, path, value):
+    assert all_params(edited(raw, path, value)) == all_params(config.validate(raw))
+
+
+def test_slot_override_applies_to_that_slot_only(raw):
+    before = config.validate(raw)
+    after = edited(raw, "scenarios.short.slots", {"B": {"prompt_tokens": 48}})
+    short = [(p, lay) for p in ("bf16", "fp16") for lay in config.LAYOUTS]
+    for p, lay in short:
+        same = config.run_params(after, "short", p, lay) == config.run_params(
+            before, "short", p, lay
+        )
+        assert same == (lay == "alone_A"), (p, lay)
+    spec = config.run_spec(after, "short", "bf16", "colocated")
+    assert spec["slots"]["A"]["prompt_tokens"] == 16
+    assert spec["slots"]["B"]["prompt_tokens"] == 48
+    assert config.run_params(after, "long", "bf16", "colocated") == config.run_params(
+        before, "long", "bf16", "colocated"
+    )
+
+
+def test_model_params_change_only_with_that_model(raw):
+    before = config.validate(raw)
+    after = edited(raw, "models.B.seed", 7)
+    assert config.model_params(after, "A") == config.model_params(before, "A")
+    assert config.model_params(after, "B") != config.model_params(before, "B")
+    # runs do not depend on model params directly (they depend on the model files)
+    assert config.run_params(after, "short", "bf16", "colocated") == config.run_params(
+        before, "short", "bf16", "colocated"
+    )
+
+
+def test_convert_params_name_only_the_precision(raw):
+    cfg = config.validate(raw)
+    assert json.loads(config.convert_params(cfg, "fp16")) == {"precision": "fp16"}

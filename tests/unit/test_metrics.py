@@ -1,0 +1,313 @@
+"""Metrics from hand-made timestamps: every expected value below is worked out by hand from the
+definitions in DESIGN §6 / metrics.DEFINITIONS, never by calling the code under test."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dualbench import metrics
+from dualbench.metrics import co_window, request_latencies, slot_metrics, summarize, validity
+
+MS = 1_000_000  # ns per ms
+
+
+def ms(t: float) -> int:
+    """A timestamp in ns from milliseconds (integers only, as perf_counter_ns gives)."""
+    return int(t) * MS
+
+
+def call(submit_ms: int, token_ms: list[int], delivered: int | None = None) -> dict:
+    return {
+        "submit_ns": ms(submit_ms),
+        "token_ns": [ms(t) for t in token_ms],
+        "delivered": len(token_ms) if delivered is None else delivered,
+    }
+
+
+def closed_loop(start_ms: int, n_calls: int, step_ms: int, new_tokens: int) -> list[dict]:
+    """Back-to-back calls: each submits when the previous one's last token arrives, and a token
+    arrives every ``step_ms`` (so a call lasts new_tokens * step_ms)."""
+    calls, t = [], start_ms
+    for _ in range(n_calls):
+        tokens = [t + step_ms * (k + 1) for k in range(new_tokens)]
+        calls.append(call(t, tokens))
+        t = tokens[-1]
+    return calls
+
+
+def assert_stats(stats: dict, mean, p50, p90, p99, mx):
+    assert list(stats) == ["mean", "p50", "p90", "p99", "max"]
+    assert stats["mean"] == pytest.approx(mean, rel=1e-12)
+    assert stats["p50"] == pytest.approx(p50, rel=1e-12)
+    assert stats["p90"] == pytest.approx(p90, rel=1e-12)
+    assert stats["p99"] == pytest.approx(p99, rel=1e-12)
+    assert stats["max"] == pytest.approx(mx, rel=1e-12)
+
+
+# --- per request ------------------------------------------------------------------------------
+
+
+def test_request_latencies_four_tokens():
+    # submit 1000 ms; tokens at 1050, 1080, 1120, 1170 ms
+    got = request_latencies(ms(1000), [ms(1050), ms(1080), ms(1120), ms(1170)])
+    assert got["ttft_ms"] == 50.0
+    assert got["tpot_ms"] == pytest.approx(40.0)  # (1170 - 1050) / (4 - 1)
+    assert got["e2e_ms"] == 170.0
+    assert got["itl_ms"] == [30.0, 40.0, 50.0]
+
+
+def test_request_latencies_sub_millisecond_resolution():
+    got = request_latencies(0, [1_500_000, 2_250_000])
+    assert got["ttft_ms"] == 1.5
+    assert got["tpot_ms"] == 0.75
+    assert got["e2e_ms"] == 2.25
+    assert got["itl_ms"] == [0.75]
+
+
+def test_request_latencies_single_token_has_no_tpot():
+    got = request_latencies(ms(100), [ms(125)])
+    assert got["ttft_ms"] == 25.0
+    assert got["e2e_ms"] == 25.0
+    assert math.isnan(got["tpot_ms"])
+    assert got["itl_ms"] == []
+
+
+def test_request_latencies_no_tokens_is_all_nan():
+    got = request_latencies(ms(100), [])
+    assert math.isnan(got["ttft_ms"])
+    assert math.isnan(got["tpot_ms"])
+    assert math.isnan(got["e2e_ms"])
+    assert got["itl_ms"] == []
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def test_summarize_one_to_ten_linear_interpolation():
+    # numpy linear: position (n-1)*q = 9q over sorted [1..10]
+    # p50 -> 4.5 -> 5.5; p90 -> 8.1 -> 9 + 0.1 = 9.1; p99 -> 8.91 -> 9.91
+    expected = (5.5, 5.5, 9.1, 9.91, 10.0)
+    assert_stats(summarize(list(range(1, 11))), *expected)
+    assert_stats(summarize(list(range(10, 0, -1))), *expected)  # order does not matter
+
+
+def test_summarize_drops_nan():
+    # [1, 3]: p90 position 0.9 -> 1 + 0.9 * 2 = 2.8; p99 -> 2.98
+    assert_stats(summarize([1.0, math.nan, 3.0]), 2.0, 2.0, 2.8, 2.98, 3.0)
+
+
+@pytest.mark.parametrize("values", [[], [math.nan, math.nan]])
+def test_summarize_empty_is_nan(values):
+    stats = summarize(values)
+    assert list(stats) == ["mean", "p50", "p90", "p99", "max"]
+    assert all(math.isnan(v) for v in stats.values())
+
+
+# --- co-located window ------------------------------------------------------------------------
+
+
+def test_co_window_latest_first_submit_to_earliest_last_token():
+    a = {"calls": [call(100, [200, 300, 500]), call(500, [600, 700, 900])]}
+    b = {"calls": [call(300, [400, 500, 700])]}
+    assert co_window({"A": a, "B": b}) == (ms(300), ms(700))
+
+
+def test_co_window_uses_the_latest_token_of_any_call():
+    # a slot's end is its latest token, not the last token of its last call
+    a = {"calls": [call(0, [100, 1000]), call(1000, [1100, 1200])]}
+    b = {"calls": [call(50, [1500, 1600])]}
+    assert co_window({"A": a, "B": b}) == (ms(50), ms(1200))
+
+
+def test_co_window_alone_is_own_first_submit_to_last_token():
+    a = {"calls": closed_loop(40, 3, 100, 2)}  # 40 -> 240 -> 440 -> 640
+    assert co_window({"A": a}) == (ms(40), ms(640))
+
+
+def test_co_window_no_overlap_is_empty():
+    a = {"calls": [call(100, [150, 200])]}
+    b = {"calls": [call(300, [350, 400])]}
+    start, end = co_window({"A": a, "B": b})
+    assert (start, end) == (ms(300), ms(200))
+    assert end <= start
+
+
+def test_co_window_slot_without_calls_is_empty():
+    a = {"calls": [call(100, [150, 200])]}
+    assert co_window({"A": a, "B": {"calls": []}}) == (0, 0)
+
+
+# --- slot metrics -----------------------------------------------------------------------------
+
+# Window [10 000, 12 000] ms: exactly 2 s.
+WINDOW = (ms(10_000), ms(12_000))
+WINDOW_CALLS = [
+    # starts before the window: its tokens at 10 100 and 10 300 count, nothing else does
+    call(9_600, [9_700, 9_900, 10_100, 10_300]),
+    # fully inside: TTFT 100, TPOT 200, E2E 700
+    call(10_300, [10_400, 10_600, 10_800, 11_000]),
+    # fully inside: TTFT 200, TPOT 200, E2E 800; gaps 150, 150, 300
+    call(11_000, [11_200, 11_350, 11_500, 11_800]),
+    # first token inside (prefill counts), 11 900 and 12 000 (end is inclusive) count
+    call(11_800, [11_900, 12_000, 12_100, 12_200]),
+    # entirely after the window
+    call(12_200, [12_300, 12_400, 12_500, 12_600]),
+]
+
+
+def test_slot_metrics_counts_only_tokens_inside_the_window():
+    row = slot_metrics({"calls": WINDOW_CALLS}, {"batch_size": 1, "prompt_tokens": 5}, WINDOW)
+    assert row["window_s"] == 2.0
+    assert row["output_tokens"] == 12  # 2 + 4 + 4 + 2 + 0
+    assert row["throughput_tok_s"] == 6.0  # 12 / 2 s
+    assert row["requests"] == 2  # calls 1 and 2
+    assert row["request_rate_rps"] == 1.0
+    assert row["prefill_tok_s"] == 7.5  # calls 1, 2, 3: 3 * 5 prompt tokens / 2 s
+    assert_stats({k: row[f"ttft_ms_{k}"] for k in metrics.STATS}, 150, 150, 190, 199, 200)
+    assert_stats({k: row[f"tpot_ms_{k}"] for k in metrics.STATS}, 200, 200, 200, 200, 200)
+    assert_stats({k: row[f"e2e_ms_{k}"] for k in metrics.STATS}, 750, 750, 790, 799, 800)
+    # gaps [150, 150, 200, 200, 200, 300]: p90 position 4.5 -> 250, p99 4.95 -> 295
+    assert_stats({k: row[f"itl_ms_{k}"] for k in metrics.STATS}, 200, 200, 250, 295, 300)
+
+
+def test_slot_metrics_batch_multiplies_tokens_requests_and_prefill():
+    row = slot_metrics({"calls": WINDOW_CALLS}, {"batch_size": 2, "prompt_tokens": 5}, WINDOW)
+    assert row["output_tokens"] == 24
+    assert row["throughput_tok_s"] == 12.0
+    assert row["requests"] == 4
+    assert row["request_rate_rps"] == 2.0
+    assert row["prefill_tok_s"] == 15.0  # 3 calls * 2 sequences * 5 tokens / 2 s
+    # each sequence counts once: TTFT values [100, 100, 200, 200]; p90 position 2.7 -> 200
+    assert_stats({k: row[f"ttft_ms_{k}"] for k in metrics.STATS}, 150, 150, 200, 200, 200)
+    # every gap twice: [150 x4, 200 x6, 300 x2]; p90 position 9.9 -> 290, p99 10.89 -> 300
+    assert_stats({k: row[f"itl_ms_{k}"] for k in metrics.STATS}, 200, 200, 290, 300, 300)
+
+
+def test_slot_metrics_prefill_follows_the_first_token():
+    settings = {"batch_size": 1, "prompt_tokens": 100}
+    # first token inside, last after the window: prefill counts, the request does not
+    late = slot_metrics({"calls": [call(11_500, [11_900, 12_500])]}, settings, WINDOW)
+    assert (late["prefill_tok_s"], late["requests"], late["output_tokens"]) == (50.0, 0, 1)
+    # first token before the window, last inside: neither prefill nor request
+    early = slot_metrics({"calls": [call(9_500, [9_900, 10_500])]}, settings, WINDOW)
+    assert (early["prefill_tok_s"], early["requests"], early["output_tokens"]) == (0.0, 0, 1)
+
+
+def test_slot_metrics_empty_window_gives_nan_rates():
+    row = slot_metrics(
+        {"calls": WINDOW_CALLS}, {"batch_size": 1, "prompt_tokens": 5}, (ms(500), ms(400))
+    )
+    assert row["window_s"] == 0
+    assert row["output_tokens"] == 0
+    assert row["requests"] == 0
+    assert math.isnan(row["throughput_tok_s"])
+    assert math.isnan(row["prefill_tok_s"])
+    assert math.isnan(row["request_rate_rps"])
+    assert math.isnan(row["ttft_ms_mean"])
+
+
+# --- validity ---------------------------------------------------------------------------------
+
+SETTINGS = {"prompt_tokens": 8, "new_tokens": 4, "batch_size": 1, "min_requests": 2}
+
+
+def make_record(calls: dict[str, list[dict]], *, duration_s=2, status="ok", error="", **settings):
+    per_slot = {name: {**SETTINGS, **settings.get(name, {})} for name in calls}
+    return {
+        "spec": {"duration_s": duration_s},
+        "status": status,
+        "error": error,
+        "slots": {
+            name: {"settings": per_slot[name], "result": {"calls": c}} for name, c in calls.items()
+        },
+    }
+
+
+def valid_calls() -> dict[str, list[dict]]:
+    # A: 0-600, 600-1200, 1200-1800, 1800-2400 ms; B: 100-1100, 1100-2100, 2100-3100 ms.
+    # Window 100..2400 ms = 2.3 s; inside: A calls 1-3 (3 requests), B calls 0-1 (2 requests).
+    return {"A": closed_loop(0, 4, 150, 4), "B": closed_loop(100, 3, 250, 4)}
+
+
+def window_of(record):
+    return co_window({n: s["result"] for n, s in record["slots"].items()})
+
+
+def test_valid_run_has_no_reasons():
+    record = make_record(valid_calls())
+    assert window_of(record) == (ms(100), ms(2400))
+    assert validity(record, window_of(record)) == []
+
+
+def test_status_not_ok_is_the_only_reason():
+    record = make_record(valid_calls(), status="timeout", error="run exceeded its time limit")
+    assert validity(record, window_of(record)) == ["status timeout: run exceeded its time limit"]
+
+
+def test_token_count_mismatch():
+    calls = valid_calls()
+    short = calls["A"][1]
+    short["token_ns"], short["delivered"] = short["token_ns"][:3], 3
+    record = make_record(calls)
+    assert validity(record, window_of(record)) == [
+        "slot A: 1 call(s) delivered [3] tokens instead of 4"
+    ]
+
+
+def test_timestamp_count_mismatch_is_caught_even_when_delivered_is_right():
+    calls = valid_calls()
+    calls["B"][2]["token_ns"] = calls["B"][2]["token_ns"][:3]  # delivered still says 4
+    record = make_record(calls)
+    reasons = validity(record, window_of(record))
+    assert len(reasons) == 1
+    assert reasons[0].startswith("slot B: 1 call(s) delivered")
+
+
+def test_no_overlap():
+    record = make_record({"A": closed_loop(0, 4, 150, 4), "B": closed_loop(3000, 3, 250, 4)})
+    window = window_of(record)
+    assert window == (ms(3000), ms(2400))
+    assert validity(record, window) == [
+        "slots did not overlap",
+        "slot A: 0 requests finished inside the window, min_requests is 2",
+        "slot B: 0 requests finished inside the window, min_requests is 2",
+    ]
+
+
+def test_touching_slots_do_not_overlap():
+    # B submits exactly when A's last token arrives: a zero-length window
+    record = make_record({"A": closed_loop(0, 4, 150, 4), "B": closed_loop(2400, 3, 250, 4)})
+    assert window_of(record) == (ms(2400), ms(2400))
+    assert validity(record, window_of(record))[0] == "slots did not overlap"
+
+
+def test_window_shorter_than_duration():
+    record = make_record(valid_calls(), duration_s=3)
+    assert validity(record, window_of(record)) == ["window 2.30 s is shorter than duration_s 3 s"]
+
+
+def test_window_within_one_percent_of_duration_is_valid():
+    # 2.3 s >= 0.99 * 2.32 s = 2.2968 s
+    record = make_record(valid_calls(), duration_s=2.32)
+    assert validity(record, window_of(record)) == []
+
+
+def test_fewer_than_min_requests_inside_the_window():
+    record = make_record(valid_calls(), A={"min_requests": 4}, B={"min_requests": 3})
+    assert validity(record, window_of(record)) == [
+        "slot A: 3 requests finished inside the window, min_requests is 4",
+        "slot B: 2 requests finished inside the window, min_requests is 3",
+    ]
+
+
+def test_batch_counts_towards_min_requests():
+    # B's 2 calls inside carry 2 sequences each: 4 requests >= 3
+    record = make_record(valid_calls(), B={"min_requests": 3, "batch_size": 2})
+    assert validity(record, window_of(record)) == []
+
+
+def test_definitions_state_the_validity_threshold():
+    text = dict(metrics.DEFINITIONS)["Validity"]
+    assert "99% of duration_s" in text
