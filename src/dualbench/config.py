@@ -210,7 +210,12 @@ def layout_slots(layout: str) -> tuple[str, ...]:
 
 
 def model_params(cfg: dict, model: str) -> str:
-    return canonical(cfg["models"][model])
+    """The source, plus only the keys that source kind uses: a seed matters only to a
+    synthetic model, remote code only to a downloaded or local checkpoint."""
+    m = cfg["models"][model]
+    if m["source"].startswith("synthetic:"):
+        return canonical({"source": m["source"], "seed": m["seed"]})
+    return canonical({"source": m["source"], "trust_remote_code": m["trust_remote_code"]})
 
 
 def convert_params(cfg: dict, precision: str) -> str:
@@ -230,17 +235,24 @@ def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
             "model": slot,
             "device": slot_devices if slot_devices == "auto" else slot_devices[slot],
         }
-    return {
+    spec = {
         "scenario": scenario,
         "precision": precision,
         "layout": layout,
         "device": cfg["device"],
-        "allocator": cfg["allocator"],
         "duration_s": sc["duration_s"],
         "seed": sc["seed"],
         "timeout_s": cfg["run"]["timeout_s"],
         "slots": slots,
     }
+    # The allocator setting exists only on accelerators: on a CPU-only config it is not part
+    # of the run, so editing it reruns nothing there.
+    cpu_only = cfg["device"] == "cpu" or (
+        cfg["slots"] != "auto" and all(s.startswith("cpu:") for s in cfg["slots"])
+    )
+    if not cpu_only:
+        spec["allocator"] = cfg["allocator"]
+    return spec
 
 
 def run_params(cfg: dict, scenario: str, precision: str, layout: str) -> str:

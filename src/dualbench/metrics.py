@@ -36,10 +36,10 @@ DEFINITIONS = [
     ),
     (
         "Co-located window",
-        "From the latest first submit to the earliest last token over the "
-        "slots of a run: the interval in which every slot was running. Workers keep running until "
-        "every slot has been measured for duration_s and min_requests, so each slot's load lasts "
-        "the whole window. For a slot alone, the window is its own first submit to last token.",
+        "From the latest barrier release to the earliest last token over the slots of a run: "
+        "the interval in which every slot was running. Workers keep running until every slot "
+        "has been measured for duration_s and min_requests, so each slot's load lasts the "
+        "whole window. For a slot alone, the window is its release to its last token.",
     ),
     ("TTFT", "first token time − submit time, per request."),
     ("TPOT", "(last token time − first token time) / (n − 1), n = new tokens of the request."),
@@ -51,7 +51,8 @@ DEFINITIONS = [
     ("E2E", "last token time − submit time, per request."),
     (
         "Latency statistics",
-        "over requests that were submitted and finished inside the window: "
+        "over the requests whose tokens all lie inside the window (every measured request is "
+        "submitted after its slot's barrier release): "
         "mean, p50, p90, p99 (numpy linear interpolation) and max, in ms.",
     ),
     (
@@ -63,7 +64,7 @@ DEFINITIONS = [
         "Prefill throughput",
         "prompt tokens of the requests whose first token lies inside the window / window seconds.",
     ),
-    ("Request rate", "requests submitted and finished inside the window / window seconds."),
+    ("Request rate", "requests whose tokens all lie inside the window / window seconds."),
     (
         "V1, V2",
         "V1_A, V1_B: output throughput of slot A, B alone (same slot, same device); "
@@ -77,7 +78,8 @@ DEFINITIONS = [
         "Validity",
         "a run is valid when its status is ok, every request delivered new_tokens "
         "tokens, the slots overlapped, the window lasted at least "
-        f"{MIN_WINDOW_FRACTION:.0%} of duration_s and every slot finished min_requests inside it.",
+        f"{MIN_WINDOW_FRACTION:.0%} of duration_s and every slot had min_requests requests "
+        "(sequences: batch_size per call) inside it.",
     ),
     (
         "Peak memory",
@@ -122,14 +124,17 @@ def summarize(values) -> dict[str, float]:
 
 
 def co_window(slot_results: dict[str, dict]) -> tuple[int, int]:
-    """(start_ns, end_ns) of the interval where every slot was running (may be empty)."""
+    """(start_ns, end_ns) of the interval where every slot was running (may be empty): from the
+    latest barrier release to the earliest last token. Starting at the release rather than at
+    the first submit keeps a slot's first request inside the window when the other slot was
+    released a few microseconds later."""
     starts, ends = [], []
     for result in slot_results.values():
-        calls = [c for c in result["calls"] if c["token_ns"]]
-        if not calls:
+        last_tokens = [c["token_ns"][-1] for c in result["calls"] if c["token_ns"]]
+        if not last_tokens:
             return 0, 0
-        starts.append(calls[0]["submit_ns"])
-        ends.append(max(c["token_ns"][-1] for c in calls))
+        starts.append(result["release_ns"])
+        ends.append(max(last_tokens))
     return max(starts), min(ends)
 
 
@@ -145,7 +150,7 @@ def slot_metrics(result: dict, settings: dict, window: tuple[int, int]) -> dict:
         tokens += batch * sum(start <= t <= end for t in times)
         if times and start <= times[0] <= end:
             prefill_tokens += batch * settings["prompt_tokens"]
-        if times and call["submit_ns"] >= start and times[-1] <= end:
+        if times and times[0] >= start and times[-1] <= end:
             requests += batch
             one = request_latencies(call["submit_ns"], times)
             # Requests of one call share timestamps: each counts once per sequence.

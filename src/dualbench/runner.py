@@ -107,7 +107,7 @@ def run(spec: dict, model_dirs: dict[str, str], work_dir: Path) -> dict:
             }
             spec_path = work_dir / f"worker-{name}.json"
             spec_path.write_text(json.dumps(worker_spec, indent=2))
-            env = {**os.environ, **backend.worker_env(slot, spec["allocator"])}
+            env = {**os.environ, **backend.worker_env(slot, spec.get("allocator", ""))}
             log = open(work_dir / f"worker-{name}.log", "w")  # noqa: SIM115 - owned by the child
             proc = subprocess.Popen(
                 [sys.executable, "-m", "dualbench.worker", str(spec_path)],

@@ -55,9 +55,9 @@ def fetch(source: str, out_dir: Path, seed: int = 0, trust_remote_code: bool = F
         if kind == "local":
             path = Path(ref).expanduser().resolve()
         elif kind == "hf":
-            path = _download_hf(ref)
+            path = _download_hf(ref, _patterns(trust_remote_code))
         else:
-            path = _download_modelscope(ref)
+            path = _download_modelscope(ref, _patterns(trust_remote_code))
         extra = validate_checkpoint(path, source)
         weights_dir = str(path)
     record = {
@@ -172,12 +172,17 @@ def validate_checkpoint(path: Path, source: str) -> dict[str, Any]:
     }
 
 
-def _download_hf(ref: str) -> Path:
+def _patterns(trust_remote_code: bool) -> list[str]:
+    # A checkpoint's own modelling code is fetched only when the user trusts it.
+    return WEIGHT_PATTERNS + (["*.py"] if trust_remote_code else [])
+
+
+def _download_hf(ref: str, patterns: list[str]) -> Path:
     repo, _, revision = ref.partition("@")
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(repo, revision=revision or None, allow_patterns=WEIGHT_PATTERNS)
+        path = snapshot_download(repo, revision=revision or None, allow_patterns=patterns)
     except Exception as e:  # network, auth, offline mode, missing repo: all end the same way
         raise SourceError(
             f"hf:{ref}: download failed ({type(e).__name__}: {_first_line(e)}); check the repo "
@@ -186,7 +191,7 @@ def _download_hf(ref: str) -> Path:
     return Path(path)
 
 
-def _download_modelscope(ref: str) -> Path:
+def _download_modelscope(ref: str, patterns: list[str]) -> Path:
     try:
         from modelscope import snapshot_download
     except ImportError:
@@ -195,7 +200,7 @@ def _download_modelscope(ref: str) -> Path:
             "pip install modelscope, or use local:<dir>"
         ) from None
     try:
-        path = snapshot_download(ref, allow_patterns=WEIGHT_PATTERNS)
+        path = snapshot_download(ref, allow_patterns=patterns)
     except Exception as e:
         raise SourceError(
             f"modelscope:{ref}: download failed ({type(e).__name__}: {_first_line(e)}); "

@@ -92,21 +92,21 @@ def record(layout: str, results: dict, *, status="ok", error="", scenario="s") -
 
 def alone_a() -> dict:
     # 4 calls of 500 ms from 10.0 s: window 10.0-12.0 s (2 s), 12 tokens -> 6.0 tok/s.
-    # Each: TTFT 100 ms, TPOT 200 ms, E2E 500 ms. Released at 9.5 s.
+    # Each: TTFT 100 ms, TPOT 200 ms, E2E 500 ms. Released at 10.0 s (workers submit at once).
     calls = [call(10_000 + 500 * i, [10_100 + 500 * i, 10_300 + 500 * i, 10_500 + 500 * i])
              for i in range(4)]  # fmt: skip
-    return record("alone_A", {"A": result(9_500, calls, peak=1000)})
+    return record("alone_A", {"A": result(10_000, calls, peak=1000)})
 
 
 def alone_b() -> dict:
     # batch 2, 4 calls of 500 ms from 50.0 s: window 2 s, 4*3*2 = 24 tokens -> 12.0 tok/s.
     calls = [call(50_000 + 500 * i, [50_100 + 500 * i, 50_300 + 500 * i, 50_500 + 500 * i])
              for i in range(4)]  # fmt: skip
-    return record("alone_B", {"B": result(49_000, calls, peak=2000)})
+    return record("alone_B", {"B": result(50_000, calls, peak=2000)})
 
 
 def colocated() -> dict:
-    # Released at 100.0 s (A) and 100.05 s (B). A first submits at 100.1 s, B at 100.2 s;
+    # Released (and first submitting) at 100.1 s (A) and 100.2 s (B);
     # B's last token is at 102.2 s, A's at 102.5 s: window 100.2-102.2 s = 2 s,
     # span 100.1-102.5 s = 2.4 s.
     a_calls = [
@@ -122,12 +122,12 @@ def colocated() -> dict:
     ]  # B (batch 2): 18 tokens -> 9.0 tok/s; 6 requests; prefill 3 * 2 * 6 = 36 -> 18.0 tok/s
     return record(
         "colocated",
-        {"A": result(100_000, a_calls, peak=3000), "B": result(100_050, b_calls, peak=4000)},
+        {"A": result(100_100, a_calls, peak=3000), "B": result(100_200, b_calls, peak=4000)},
     )
 
 
 def oom_colocated() -> dict:
-    a = result(100_000, [call(100_100, [100_150, 100_180, 100_250])], peak=3000)
+    a = result(100_100, [call(100_100, [100_150, 100_180, 100_250])], peak=3000)
     return record(
         "colocated",
         {"A": a, "B": None},
@@ -166,12 +166,12 @@ def test_alone_row():
     assert row["valid"] is True
     assert row["invalid_reasons"] == ""
     assert (row["prompt_tokens"], row["new_tokens"], row["batch_size"]) == (4, 3, 1)
-    # relative to the release at 9.5 s
-    assert row["window_start_s"] == pytest.approx(0.5)
-    assert row["window_end_s"] == pytest.approx(2.5)
+    # relative to the release at 10.0 s
+    assert row["window_start_s"] == pytest.approx(0.0)
+    assert row["window_end_s"] == pytest.approx(2.0)
     assert row["window_s"] == pytest.approx(2.0)
-    assert row["slot_start_s"] == pytest.approx(0.5)
-    assert row["slot_end_s"] == pytest.approx(2.5)
+    assert row["slot_start_s"] == pytest.approx(0.0)
+    assert row["slot_end_s"] == pytest.approx(2.0)
     assert row["span_s"] == pytest.approx(2.0)
     assert row["overlap_frac"] == pytest.approx(1.0)
     assert row["requests"] == 4
@@ -190,7 +190,7 @@ def test_alone_row():
     )
     assert (row["load_s"], row["warmup_s"]) == (1.25, 0.5)
     assert len(requests) == 4
-    assert [r["submit_s"] for r in requests] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert [r["submit_s"] for r in requests] == pytest.approx([0.0, 0.5, 1.0, 1.5])
     assert all(r["in_window"] for r in requests)
     assert [r["ttft_ms"] for r in requests] == pytest.approx([100.0] * 4)
     assert [r["itl_ms_mean"] for r in requests] == pytest.approx([200.0] * 4)
@@ -208,15 +208,15 @@ def test_colocated_rows():
     for r in rows:
         assert r["run_id"] == "s/bf16/colocated"
         assert r["valid"] is True, r["invalid_reasons"]
-        # relative to the earliest release (A's, at 100.0 s)
-        assert r["window_start_s"] == pytest.approx(0.2)
-        assert r["window_end_s"] == pytest.approx(2.2)
+        # relative to the earliest release (A's, at 100.1 s)
+        assert r["window_start_s"] == pytest.approx(0.1)
+        assert r["window_end_s"] == pytest.approx(2.1)
         assert r["window_s"] == pytest.approx(2.0)
         assert r["span_s"] == pytest.approx(2.4)
         assert r["overlap_frac"] == pytest.approx(2.0 / 2.4)
     a, b = by["A"], by["B"]
-    assert (a["slot_start_s"], a["slot_end_s"]) == pytest.approx((0.1, 2.5))
-    assert (b["slot_start_s"], b["slot_end_s"]) == pytest.approx((0.2, 2.2))
+    assert (a["slot_start_s"], a["slot_end_s"]) == pytest.approx((0.0, 2.4))
+    assert (b["slot_start_s"], b["slot_end_s"]) == pytest.approx((0.1, 2.1))
     assert (a["output_tokens"], a["requests"]) == (8, 2)
     assert a["throughput_tok_s"] == pytest.approx(4.0)
     assert a["prefill_tok_s"] == pytest.approx(6.0)
@@ -242,7 +242,7 @@ def test_colocated_rows():
         (2, 1),
     ]
     assert all(r["in_window"] for r in b_req)
-    assert [r["submit_s"] for r in a_req] == pytest.approx([0.1, 0.4, 1.2, 2.1])
+    assert [r["submit_s"] for r in a_req] == pytest.approx([0.0, 0.3, 1.1, 2.0])
 
 
 def test_failed_run_rows_are_invalid_and_empty():

@@ -292,7 +292,7 @@ def test_params_are_canonical_json(raw):
     cfg = config.validate(raw)
     params = config.run_params(cfg, "short", "bf16", "alone_A")
     assert params == (
-        '{"allocator":"","device":"auto","duration_s":2,"layout":"alone_A","precision":"bf16",'
+        '{"device":"auto","duration_s":2,"layout":"alone_A","precision":"bf16",'
         '"scenario":"short","seed":0,"slots":{"A":{"batch_size":1,"device":"cpu:0-3",'
         '"min_requests":3,"model":"A","new_tokens":4,"prompt_tokens":16,"warmup_requests":1}},'
         '"timeout_s":1800}'
@@ -306,7 +306,6 @@ def test_run_spec_alone_contains_only_its_slot(raw):
         "precision": "fp16",
         "layout": "alone_B",
         "device": "auto",
-        "allocator": "",
         "duration_s": 2,
         "seed": 0,
         "timeout_s": 1800,
@@ -426,3 +425,43 @@ def test_model_params_change_only_with_that_model(raw):
 def test_convert_params_name_only_the_precision(raw):
     cfg = config.validate(raw)
     assert json.loads(config.convert_params(cfg, "fp16")) == {"precision": "fp16"}
+
+
+def _two_models(**overrides) -> dict:
+    cfg = {
+        "models": {s: {"source": "synthetic:llama-3.2-tiny"} for s in "AB"},
+        "precisions": ["bf16"],
+        "scenarios": {"short": {"prompt_tokens": 8}},
+    }
+    cfg.update(overrides)
+    return config.validate(cfg)
+
+
+def test_allocator_is_part_of_accelerator_runs_only():
+    npu = _two_models(device="npu", allocator="expandable_segments:True")
+    assert json.loads(config.run_params(npu, "short", "bf16", "colocated"))["allocator"] == (
+        "expandable_segments:True"
+    )
+    cpu = _two_models(device="cpu", allocator="expandable_segments:True")
+    assert "allocator" not in json.loads(config.run_params(cpu, "short", "bf16", "colocated"))
+    cpu_slots = _two_models(slots=["cpu:0", "cpu:1"], allocator="x")
+    assert "allocator" not in json.loads(config.run_params(cpu_slots, "short", "bf16", "colocated"))
+
+
+def test_model_params_hold_only_what_the_source_kind_uses():
+    synthetic = _two_models()
+    synthetic["models"]["A"]["trust_remote_code"] = True
+    assert json.loads(config.model_params(synthetic, "A")) == {
+        "source": "synthetic:llama-3.2-tiny",
+        "seed": 0,
+    }
+    hf = _two_models()
+    hf["models"]["A"] = {
+        "source": "hf:meta-llama/Llama-3.2-1B",
+        "seed": 5,
+        "trust_remote_code": False,
+    }
+    assert json.loads(config.model_params(hf, "A")) == {
+        "source": "hf:meta-llama/Llama-3.2-1B",
+        "trust_remote_code": False,
+    }

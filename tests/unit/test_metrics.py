@@ -108,35 +108,52 @@ def test_summarize_empty_is_nan(values):
 # --- co-located window ------------------------------------------------------------------------
 
 
-def test_co_window_latest_first_submit_to_earliest_last_token():
-    a = {"calls": [call(100, [200, 300, 500]), call(500, [600, 700, 900])]}
-    b = {"calls": [call(300, [400, 500, 700])]}
+def released(release_ms: int, calls: list[dict]) -> dict:
+    return {"release_ns": ms(release_ms), "calls": calls}
+
+
+def test_co_window_latest_release_to_earliest_last_token():
+    a = released(100, [call(100, [200, 300, 500]), call(500, [600, 700, 900])])
+    b = released(300, [call(300, [400, 500, 700])])
     assert co_window({"A": a, "B": b}) == (ms(300), ms(700))
 
 
 def test_co_window_uses_the_latest_token_of_any_call():
     # a slot's end is its latest token, not the last token of its last call
-    a = {"calls": [call(0, [100, 1000]), call(1000, [1100, 1200])]}
-    b = {"calls": [call(50, [1500, 1600])]}
+    a = released(0, [call(0, [100, 1000]), call(1000, [1100, 1200])])
+    b = released(50, [call(50, [1500, 1600])])
     assert co_window({"A": a, "B": b}) == (ms(50), ms(1200))
 
 
-def test_co_window_alone_is_own_first_submit_to_last_token():
-    a = {"calls": closed_loop(40, 3, 100, 2)}  # 40 -> 240 -> 440 -> 640
+def test_co_window_alone_is_own_release_to_last_token():
+    a = released(40, closed_loop(40, 3, 100, 2))  # 40 -> 240 -> 440 -> 640
     assert co_window({"A": a}) == (ms(40), ms(640))
 
 
 def test_co_window_no_overlap_is_empty():
-    a = {"calls": [call(100, [150, 200])]}
-    b = {"calls": [call(300, [350, 400])]}
+    a = released(100, [call(100, [150, 200])])
+    b = released(300, [call(300, [350, 400])])
     start, end = co_window({"A": a, "B": b})
     assert (start, end) == (ms(300), ms(200))
     assert end <= start
 
 
 def test_co_window_slot_without_calls_is_empty():
-    a = {"calls": [call(100, [150, 200])]}
-    assert co_window({"A": a, "B": {"calls": []}}) == (0, 0)
+    a = released(100, [call(100, [150, 200])])
+    assert co_window({"A": a, "B": released(100, [])}) == (0, 0)
+
+
+def test_first_request_of_the_earlier_released_slot_counts():
+    # B is released 1 ms after A; A's first request was submitted before B's release but all
+    # its tokens lie inside the window, so it counts (it would be lost if the window started
+    # at the latest first submit).
+    a = released(0, [call(0, [200, 300]), call(300, [500, 600])])
+    b = released(1, [call(1, [250, 400]), call(400, [650, 700])])
+    window = co_window({"A": a, "B": b})
+    assert window == (ms(1), ms(600))
+    settings = {"batch_size": 1, "prompt_tokens": 4}
+    assert slot_metrics(a, settings, window)["requests"] == 2
+    assert slot_metrics(b, settings, window)["requests"] == 1
 
 
 # --- slot metrics -----------------------------------------------------------------------------
@@ -220,14 +237,19 @@ def make_record(calls: dict[str, list[dict]], *, duration_s=2, status="ok", erro
         "status": status,
         "error": error,
         "slots": {
-            name: {"settings": per_slot[name], "result": {"calls": c}} for name, c in calls.items()
+            name: {
+                "settings": per_slot[name],
+                "result": {"release_ns": c[0]["submit_ns"] if c else 0, "calls": c},
+            }
+            for name, c in calls.items()
         },
     }
 
 
 def valid_calls() -> dict[str, list[dict]]:
     # A: 0-600, 600-1200, 1200-1800, 1800-2400 ms; B: 100-1100, 1100-2100, 2100-3100 ms.
-    # Window 100..2400 ms = 2.3 s; inside: A calls 1-3 (3 requests), B calls 0-1 (2 requests).
+    # Window 100 (B's release) .. 2400 ms = 2.3 s; inside: A calls 0-3 (4 requests: the first
+    # one's tokens start at 150), B calls 0-1 (2 requests).
     return {"A": closed_loop(0, 4, 150, 4), "B": closed_loop(100, 3, 250, 4)}
 
 
@@ -295,9 +317,9 @@ def test_window_within_one_percent_of_duration_is_valid():
 
 
 def test_fewer_than_min_requests_inside_the_window():
-    record = make_record(valid_calls(), A={"min_requests": 4}, B={"min_requests": 3})
+    record = make_record(valid_calls(), A={"min_requests": 5}, B={"min_requests": 3})
     assert validity(record, window_of(record)) == [
-        "slot A: 3 requests finished inside the window, min_requests is 4",
+        "slot A: 4 requests finished inside the window, min_requests is 5",
         "slot B: 2 requests finished inside the window, min_requests is 3",
     ]
 

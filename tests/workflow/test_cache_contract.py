@@ -117,3 +117,9 @@ def test_reordering_and_reformatting_the_yaml_reruns_nothing(edit):
     }
     text = "# a comment\n\n" + yaml.safe_dump(reordered, default_flow_style=True, width=60)
     assert edit(text) == set()
+
+
+def test_allocator_on_a_cpu_config_reruns_nothing(edit):
+    cfg = tiny_config()
+    cfg["allocator"] = "expandable_segments:True"  # only accelerator workers read it
+    assert edit(cfg) == set()

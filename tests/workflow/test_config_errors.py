@@ -19,14 +19,22 @@ def broken(path: tuple[str, ...], value):
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        (broken(("scenarios", "short", "batch_size"), 0),
-         "scenarios.short.batch_size: 0 is less than the minimum of 1"),
-        (broken(("scenarios", "short", "prompt_tokens"), "many"),
-         "scenarios.short.prompt_tokens: 'many' is not of type 'integer'"),
-        (broken(("scenarios", "short", "promt_tokens"), 5),
-         "unknown key scenarios.short.promt_tokens"),
-        (broken(("scenarios", "short", "prompt_tokens"), 200_000),
-         "exceeds the context of model A (131072 tokens)"),
+        (
+            broken(("scenarios", "short", "batch_size"), 0),
+            "scenarios.short.batch_size: 0 is less than the minimum of 1",
+        ),
+        (
+            broken(("scenarios", "short", "prompt_tokens"), "many"),
+            "scenarios.short.prompt_tokens: 'many' is not of type 'integer'",
+        ),
+        (
+            broken(("scenarios", "short", "promt_tokens"), 5),
+            "unknown key scenarios.short.promt_tokens",
+        ),
+        (
+            broken(("scenarios", "short", "prompt_tokens"), 200_000),
+            "exceeds the context of model A (131072 tokens)",
+        ),
         (broken(("device",), "tpu"), "device: 'tpu' is not one of"),
         (broken(("models", "A", "source"), "llama"), "models.A.source: 'llama' is not a model"),
     ],

@@ -6,4 +6,9 @@ from dualbench.sources import fetch
 
 spec = json.loads(snakemake.params.spec)
 with user_errors_exit():
-    fetch(spec["source"], snakemake.output[0], spec["seed"], spec["trust_remote_code"])
+    fetch(
+        spec["source"],
+        snakemake.output[0],
+        seed=spec.get("seed", 0),
+        trust_remote_code=spec.get("trust_remote_code", False),
+    )
