@@ -159,7 +159,7 @@ def run_tables(record: dict, model_sources: dict[str, str] | None = None):
                 lat = request_latencies(call["submit_ns"], call["token_ns"])
                 inside = (
                     bool(call["token_ns"])
-                    and call["submit_ns"] >= window[0]
+                    and call["token_ns"][0] >= window[0]
                     and call["token_ns"][-1] <= window[1]
                 )
                 itl = lat["itl_ms"]

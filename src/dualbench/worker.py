@@ -73,6 +73,12 @@ def _inject_fault(slot: str) -> None:
         raise MemoryError(f"injected out-of-memory ({FAULT_ENV})")
 
 
+def criteria_met(calls: int, batch_size: int, min_requests: int, now_ns: int, deadline_ns: int):
+    """A slot has been measured enough once duration_s has passed and it has completed
+    min_requests requests; a call carries batch_size requests."""
+    return now_ns >= deadline_ns and calls * batch_size >= min_requests
+
+
 def run_worker(spec: dict, proto: Protocol) -> dict:
     from dualbench.backends import Slot, backend_class
 
@@ -139,7 +145,9 @@ def run_worker(spec: dict, proto: Protocol) -> dict:
             )
         )
         now = time.perf_counter_ns()
-        if met_ns is None and len(calls) >= settings["min_requests"] and now >= deadline_ns:
+        if met_ns is None and criteria_met(
+            len(calls), batch, settings["min_requests"], now, deadline_ns
+        ):
             met_ns = now
             proto.send("met")
     return {
