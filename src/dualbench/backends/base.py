@@ -150,3 +150,40 @@ class Backend:
 
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, MemoryError)
+
+
+class AcceleratorBackend(Backend):
+    """NPU and CUDA workers differ only in the device module: torch_npu registers ``torch.npu``
+    with the same function names as ``torch.cuda`` (synchronize, set_device, the peak-memory
+    counters), so the worker-side calls live here once, on ``device_module``."""
+
+    @property
+    def device_module(self):
+        raise NotImplementedError
+
+    def device_count(self) -> int:
+        return int(self.device_module.device_count())
+
+    def pin(self, slot: Slot) -> None:
+        # The visible-devices variable (worker_env) already narrowed the worker to its device,
+        # which it therefore sees as index 0 whatever slot.index (the physical id) is. Host
+        # threads keep torch's default: the CPU only feeds the device.
+        self.device_module.set_device(0)
+
+    def torch_device(self):
+        import torch
+
+        return torch.device(f"{self.kind}:0")
+
+    def synchronize(self) -> None:
+        self.device_module.synchronize()
+
+    def reset_peak_memory(self) -> None:
+        self.device_module.reset_peak_memory_stats()
+
+    def memory(self) -> dict[str, Any]:
+        return {
+            "peak_mem_bytes": self.device_module.max_memory_allocated(),
+            "mem_reserved_peak_bytes": self.device_module.max_memory_reserved(),
+            "mem_source": f"torch.{self.kind}.max_memory_allocated",
+        }

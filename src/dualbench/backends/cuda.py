@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dualbench.backends.base import Backend, Slot
+from dualbench.backends.base import AcceleratorBackend
 
 
-class CudaBackend(Backend):
+class CudaBackend(AcceleratorBackend):
     kind = "cuda"
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
     alloc_conf_env = "PYTORCH_CUDA_ALLOC_CONF"
@@ -27,11 +27,13 @@ class CudaBackend(Backend):
             # A broken driver install must make `device: auto` fall back, not crash.
             return False
 
-    def device_count(self) -> int:
+    @property
+    def device_module(self):
         import torch
 
-        # torch asks NVML first, which does not poison a later fork (torch/cuda/__init__.py).
-        return torch.cuda.device_count()
+        # device_count asks NVML first, which does not poison a later fork
+        # (torch/cuda/__init__.py).
+        return torch.cuda
 
     def describe(self) -> dict[str, Any]:
         """Device facts for provenance. Reading the name initialises CUDA in the calling
@@ -51,38 +53,6 @@ class CudaBackend(Backend):
             "count": count,
             "cuda_version": torch.version.cuda,
             "torch_version": torch.__version__,
-        }
-
-    def pin(self, slot: Slot) -> None:
-        import torch
-
-        # CUDA_VISIBLE_DEVICES (worker_env) already narrowed the worker to its GPU, which it
-        # therefore sees as cuda:0 whatever slot.index is. Host threads keep torch's default:
-        # the CPU only feeds the GPU here.
-        torch.cuda.set_device(0)
-
-    def torch_device(self):
-        import torch
-
-        return torch.device("cuda:0")
-
-    def synchronize(self) -> None:
-        import torch
-
-        torch.cuda.synchronize()
-
-    def reset_peak_memory(self) -> None:
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-
-    def memory(self) -> dict[str, Any]:
-        import torch
-
-        return {
-            "peak_mem_bytes": torch.cuda.max_memory_allocated(),
-            "mem_reserved_peak_bytes": torch.cuda.max_memory_reserved(),
-            "mem_source": "torch.cuda.max_memory_allocated",
         }
 
     def is_oom(self, exc: BaseException) -> bool:
