@@ -71,8 +71,10 @@ def runner_solo(model_dir: str, duration_s: float, work: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", help="a converted model (default: build mini once)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=15.0)
+    # Many short interleaved rounds: on a shared 2-core VM one process can run 10-15% slower
+    # than the next with identical settings, far more than the 3% this benchmark resolves.
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--bare", help=argparse.SUPPRESS)  # internal: run the bare loop
     args = parser.parse_args()
     if args.bare:
@@ -92,7 +94,7 @@ def main() -> None:
     _, slots = resolve("cpu", "auto")
     cores = list(slots["A"].cores)
     print(f"model {model_dir}, slot A cores {cores}, {args.duration:.0f} s per measurement")
-    ratios = []
+    ratios, speeds = [], {"runner": [], "bare": []}
     for i in range(args.rounds):
         # Alternate the order so drift (thermal, other tenants) does not favour one side.
         order = ("runner", "bare") if i % 2 == 0 else ("bare", "runner")
@@ -119,13 +121,16 @@ def main() -> None:
                 result[which] = float(out.stdout.strip().splitlines()[-1])
         ratio = result["runner"] / result["bare"]
         ratios.append(ratio)
+        for which in speeds:
+            speeds[which].append(result[which])
         print(
             f"round {i + 1}: runner {result['runner']:.2f} tok/s, bare {result['bare']:.2f} "
             f"tok/s, ratio {ratio:.3f}"
         )
+    of_medians = statistics.median(speeds["runner"]) / statistics.median(speeds["bare"])
     print(
-        f"overhead ratio (median of {args.rounds}): {statistics.median(ratios):.3f} "
-        f"(target >= 0.97)"
+        f"overhead ratio: median of {args.rounds} round ratios {statistics.median(ratios):.3f}, "
+        f"ratio of medians {of_medians:.3f}, mean {statistics.mean(ratios):.3f} (target >= 0.97)"
     )
 
 

@@ -94,6 +94,9 @@ def run(spec: dict, model_dirs: dict[str, str], work_dir: Path) -> dict:
     workers: dict[str, _Worker] = {}
     started = time.monotonic()
     deadline = started + spec["timeout_s"]
+    for name in slots:
+        # A result left by an earlier run in this directory must never pass for this run's.
+        (work_dir / f"result-{name}.json").unlink(missing_ok=True)
     try:
         for name, slot in slots.items():
             worker_spec = {

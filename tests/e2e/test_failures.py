@@ -66,3 +66,11 @@ def test_pipeline_completes_and_reports_a_crashed_run(pipeline, tmp_path):
     assert not runs.query("status == 'error'").valid.any()
     html = (workdir / "results/report/report.html").read_text()
     assert "exited with code 3" in html
+
+
+def test_a_stale_result_never_passes_for_a_new_run(pipeline, tmp_path, monkeypatch):
+    (tmp_path / "result-A.json").write_text('{"stale": true}')
+    monkeypatch.setenv("DUALBENCH_FAULT", "B:crash")
+    record = runner.run(colocated_spec(), models(pipeline), tmp_path)
+    assert record["status"] == "error"
+    assert record["slots"]["A"]["result"] is None
