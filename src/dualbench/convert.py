@@ -11,9 +11,9 @@ import json
 import time
 from pathlib import Path
 
+from dualbench.metrics import PRECISION_DTYPES as DTYPES
 from dualbench.sources import read_source
 
-DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 CONVERSION_FILE = "conversion.json"
 
 

@@ -16,6 +16,9 @@ STATS = ("mean", "p50", "p90", "p99", "max")
 # A window may fall short of duration_s by the release skew between workers (microseconds);
 # anything beyond this fraction means a slot stopped early.
 MIN_WINDOW_FRACTION = 0.99
+# The dtype a worker must find in its loaded weights for each precision: a checkpoint that loads
+# as something else would be benchmarked at the wrong precision without a word.
+PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 DEFINITIONS = [
     (
@@ -76,10 +79,10 @@ DEFINITIONS = [
     ("Overlap", "window seconds / span seconds, span = first submit to last token over all slots."),
     (
         "Validity",
-        "a run is valid when its status is ok, every request delivered new_tokens "
-        "tokens, the slots overlapped, the window lasted at least "
-        f"{MIN_WINDOW_FRACTION:.0%} of duration_s and every slot had min_requests requests "
-        "(sequences: batch_size per call) inside it.",
+        "a run is valid when its status is ok, every worker's weights loaded in the run's "
+        "precision, every request delivered new_tokens tokens, the slots overlapped, the "
+        f"window lasted at least {MIN_WINDOW_FRACTION:.0%} of duration_s and every slot had "
+        "min_requests requests (sequences: batch_size per call) inside it.",
     ),
     (
         "Peak memory",
@@ -183,8 +186,15 @@ def validity(record: dict, window: tuple[int, int]) -> list[str]:
     window_s = max(0, end - start) / NS_PER_S
     if end > start and window_s < MIN_WINDOW_FRACTION * spec["duration_s"]:
         reasons.append(f"window {window_s:.2f} s is shorter than duration_s {spec['duration_s']} s")
+    expected_dtype = PRECISION_DTYPES.get(spec.get("precision"))
     for name, slot in record["slots"].items():
         settings, result = slot["settings"], slot["result"]
+        loaded = result.get("dtype")
+        if expected_dtype and loaded and loaded != expected_dtype:
+            reasons.append(
+                f"slot {name}: weights loaded as {loaded}, precision {spec['precision']} "
+                f"needs {expected_dtype}"
+            )
         expected = settings["new_tokens"]
         calls = result["calls"]
         wrong = [c for c in calls if c["delivered"] != expected or len(c["token_ns"]) != expected]

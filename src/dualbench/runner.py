@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import queue
 import signal
 import subprocess
@@ -86,7 +85,6 @@ def run(spec: dict, model_dirs: dict[str, str], work_dir: Path) -> dict:
         # Device facts come from the workers (describe() would create a device context here,
         # in the parent, taking device memory for the whole run).
         "backend": {"kind": backend.kind},
-        "host": platform.node(),
         "environment": environment(),
         "slots": {},
     }

@@ -45,7 +45,6 @@ def _fake_torch_npu(calls: Calls, *, available: bool = True, count: int = 2):
         device_count=lambda: count,
         set_device=calls.fn("set_device"),
         synchronize=calls.fn("synchronize"),
-        reset_peak_memory_stats=calls.fn("reset_peak_memory_stats"),
         max_memory_allocated=calls.fn("max_memory_allocated", 1234),
         max_memory_reserved=calls.fn("max_memory_reserved", 5678),
         get_device_name=calls.fn("get_device_name", "Ascend910B2"),
@@ -347,12 +346,10 @@ def test_npu_calls_torch_npu(fake_npu):
     _, calls = fake_npu(count=2)
     backend = NpuBackend()
     backend.pin(Slot("B", "npu", 1))
-    backend.reset_peak_memory()
     backend.synchronize()
     mem = backend.memory()
     assert [c[0] for c in calls] == [
         "set_device",
-        "reset_peak_memory_stats",
         "synchronize",
         "max_memory_allocated",
         "max_memory_reserved",
@@ -395,19 +392,16 @@ def test_cuda_calls_torch_cuda(monkeypatch):
     for name, ret in [
         ("set_device", None),
         ("synchronize", None),
-        ("reset_peak_memory_stats", None),
         ("max_memory_allocated", 11),
         ("max_memory_reserved", 22),
     ]:
         monkeypatch.setattr(torch.cuda, name, calls.fn(name, ret))
     backend = CudaBackend()
     backend.pin(Slot("B", "cuda", 1))
-    backend.reset_peak_memory()
     backend.synchronize()
     mem = backend.memory()
     assert [c[0] for c in calls] == [
         "set_device",
-        "reset_peak_memory_stats",
         "synchronize",
         "max_memory_allocated",
         "max_memory_reserved",

@@ -333,3 +333,13 @@ def test_batch_counts_towards_min_requests():
 def test_definitions_state_the_validity_threshold():
     text = dict(metrics.DEFINITIONS)["Validity"]
     assert "99% of duration_s" in text
+
+
+def test_weights_loaded_in_another_dtype_invalidate_the_run():
+    record = make_record(valid_calls())
+    record["spec"]["precision"] = "fp16"
+    record["slots"]["A"]["result"]["dtype"] = "float16"
+    record["slots"]["B"]["result"]["dtype"] = "float32"
+    assert validity(record, window_of(record)) == [
+        "slot B: weights loaded as float32, precision fp16 needs float16"
+    ]

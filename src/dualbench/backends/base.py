@@ -141,9 +141,6 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work, so a host timestamp means the work is done."""
 
-    def reset_peak_memory(self) -> None:
-        pass
-
     def memory(self) -> dict[str, Any]:
         """Peak memory of this worker: peak_mem_bytes, mem_reserved_peak_bytes, mem_source."""
         raise NotImplementedError
@@ -177,9 +174,6 @@ class AcceleratorBackend(Backend):
 
     def synchronize(self) -> None:
         self.device_module.synchronize()
-
-    def reset_peak_memory(self) -> None:
-        self.device_module.reset_peak_memory_stats()
 
     def memory(self) -> dict[str, Any]:
         return {
