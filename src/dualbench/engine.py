@@ -71,3 +71,27 @@ def timed_generate(model, input_ids, attention_mask, config: GenerationConfig, s
         "token_ns": streamer.token_ns,
         "delivered": int(out.shape[1] - input_ids.shape[1]),
     }
+
+
+def load_model(model_dir, device, backend_kind: str, int4_kernel: str = "native"):
+    """The converted model in ``model_dir`` on ``device``, ready to generate.
+
+    Returns (model, info): info["kernel"] names what computes the linear layers, so a run
+    record says which kernel ran (for INT4 also the scheme and the repack time)."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    conversion = json.loads((Path(model_dir) / "conversion.json").read_text())
+    if conversion["precision"] == "int4":
+        from dualbench.int4 import kernel_for, load_int4_model
+
+        return load_int4_model(model_dir, device, kernel_for(backend_kind, int4_kernel))
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype="auto",
+        use_safetensors=True,
+        trust_remote_code=conversion.get("trust_remote_code", False),
+    )
+    return model.to(device).eval(), {"kernel": "dense: torch.nn.functional.linear"}

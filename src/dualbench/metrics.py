@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from dualbench.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
+
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 LATENCIES = ("ttft", "tpot", "itl", "e2e")
@@ -17,8 +19,10 @@ STATS = ("mean", "p50", "p90", "p99", "max")
 # anything beyond this fraction means a slot stopped early.
 MIN_WINDOW_FRACTION = 0.99
 # The dtype a worker must find in its loaded weights for each precision: a checkpoint that loads
-# as something else would be benchmarked at the wrong precision without a word.
-PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+# as something else would be benchmarked at the wrong precision without a word. INT4 is
+# weight-only: its 16-bit tensors and activations are bf16 (dualbench.int4).
+
+PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "int4": "bfloat16"}
 
 DEFINITIONS = [
     (
@@ -91,8 +95,34 @@ DEFINITIONS = [
     ),
     (
         "Load, warmup",
-        "seconds to load the model onto the device, and to run warmup_requests "
-        "before the barrier; neither is inside the window.",
+        "seconds to load the model onto the device (INT4: unpack the artifact and repack it "
+        "for the kernel), and to run warmup_requests before the barrier; neither is inside "
+        "the window.",
+    ),
+    (
+        "INT4 weights",
+        "weight-only, group-wise round-to-nearest: w = (q − zp) · scale per group of "
+        "group_size input columns, q and zp in [−8, 7] (zp = 0 when symmetric), scale and zp "
+        "from the group's min and max; activations bf16. Stored as compressed-tensors "
+        "pack-quantized; kernel names what multiplied by them.",
+    ),
+    (
+        "Weight bytes",
+        "checkpoint: bytes of the converted safetensors files; linear weights: bytes of the "
+        "decoder blocks' linear layers as stored (INT4: packed values, scales, zero points).",
+    ),
+    (
+        "INT4 fidelity",
+        "the INT4 model against its 16-bit source, both in fp32 on "
+        f"{FIDELITY_SEQUENCES} sequences × {FIDELITY_TOKENS} tokens (seed {FIDELITY_SEED}), "
+        "over every position: top-1 agreement = share of positions with the same "
+        "most likely next token; mean KL = mean of KL(P_16bit ‖ P_int4) in nats; max |logit "
+        "error| = largest absolute logit difference.",
+    ),
+    (
+        "INT4 ratios",
+        "INT4 value / baseline value for the same scenario, layout and slot; baseline fp16 if "
+        "measured, else bf16. The pair sums the co-located slots' throughput and peak memory.",
     ),
 ]
 

@@ -87,9 +87,9 @@ def run_worker(spec: dict, proto: Protocol) -> dict:
     backend.pin(slot)
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from dualbench.engine import generation_config, timed_generate
+    from dualbench.engine import generation_config, load_model, timed_generate
     from dualbench.workload import prompt_pool
 
     settings = spec["settings"]
@@ -98,13 +98,9 @@ def run_worker(spec: dict, proto: Protocol) -> dict:
     device = backend.torch_device()
 
     load_started = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir,
-        dtype="auto",
-        use_safetensors=True,
-        trust_remote_code=conversion.get("trust_remote_code", False),
+    model, weights_info = load_model(
+        model_dir, device, backend.kind, spec.get("int4_kernel", "native")
     )
-    model = model.to(device).eval()
     backend.synchronize()
     load_s = time.perf_counter() - load_started
     _inject_fault(slot.name)
@@ -159,6 +155,8 @@ def run_worker(spec: dict, proto: Protocol) -> dict:
         "memory": backend.memory(),
         "device_info": backend.describe(),
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "weights": weights_info,
+        "conversion": conversion,
     }
 
 

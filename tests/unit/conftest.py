@@ -17,3 +17,14 @@ def tiny_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "base"
     fetch(TINY, out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_int4(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model converted to the INT4 artifact with the default scheme (group 128,
+    asymmetric, lm_head kept 16-bit); read-only."""
+    from dualbench.convert import convert
+
+    out = tmp_path_factory.mktemp("tiny-int4") / "int4"
+    convert(tiny_model, "int4", out)
+    return out

@@ -268,9 +268,9 @@ def test_convert_fp16(tiny_model, tmp_path):
     assert (out / "tokenizer.json").is_file()
 
 
-def test_convert_refuses_int4(tiny_model, tmp_path):
-    with pytest.raises(ConversionError, match="'int4' cannot be produced"):
-        convert(tiny_model, "int4", tmp_path / "int4")
+def test_convert_refuses_an_unknown_precision(tiny_model, tmp_path):
+    with pytest.raises(ConversionError, match="'int8' cannot be produced; use one of bf16"):
+        convert(tiny_model, "int8", tmp_path / "int8")
 
 
 def test_weight_patterns_never_fetch_pickles():
