@@ -23,7 +23,13 @@ def user_errors_exit():
 
     try:
         yield
-    except (*USER_ERRORS, ConversionError) as error:
+    except Exception as error:
+        # Int4Error lives beside torch; if dualbench.int4 was never imported, none was raised,
+        # and check-config stays free of the torch import.
+        int4 = sys.modules.get("dualbench.int4")
+        user_errors = (*USER_ERRORS, ConversionError, *((int4.Int4Error,) if int4 else ()))
+        if not isinstance(error, user_errors):
+            raise
         print(f"dualbench: {error}", file=sys.stderr)
         sys.exit(1)
 
@@ -45,7 +51,13 @@ def _cmd_fetch(args) -> None:
 def _cmd_convert(args) -> None:
     from dualbench.convert import convert
 
-    print(json.dumps(convert(Path(args.base), args.precision, Path(args.out)), indent=2))
+    int4 = {
+        "group_size": args.group_size,
+        "symmetric": args.symmetric,
+        "quantize_lm_head": args.quantize_lm_head,
+    }
+    record = convert(Path(args.base), args.precision, Path(args.out), int4)
+    print(json.dumps(record, indent=2))
 
 
 def _cmd_run(args) -> None:
@@ -92,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("convert", help="convert a fetched model to a precision")
     p.add_argument("base")
-    p.add_argument("precision", choices=["bf16", "fp16"])
+    p.add_argument("precision", choices=["bf16", "fp16", "int4"])
     p.add_argument("out")
+    p.add_argument("--group-size", type=int, default=128, choices=[32, 64, 128, 256])
+    p.add_argument("--symmetric", action="store_true", help="int4: no zero points")
+    p.add_argument("--quantize-lm-head", action="store_true", help="int4: lm_head too")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("run", help="run one scenario x precision x layout")

@@ -23,8 +23,8 @@ import yaml
 SLOT_NAMES = ("A", "B")
 LAYOUTS = ("alone_A", "alone_B", "colocated")
 PER_SLOT_KEYS = ("prompt_tokens", "new_tokens", "batch_size", "warmup_requests", "min_requests")
-# Precisions the schema knows but this version cannot produce yet.
-UNAVAILABLE_PRECISIONS = {"int4": "INT4 conversion is not implemented in this version"}
+# The int4 keys the convert rule reads; int4.kernel is read by the run rule only.
+INT4_CONVERT_KEYS = ("group_size", "symmetric", "quantize_lm_head")
 
 
 class ConfigError(ValueError):
@@ -121,12 +121,6 @@ def validate(raw: dict) -> dict:
 
 def _check_semantics(cfg: dict) -> None:
     """Rules the schema cannot express: availability, context length, slot devices."""
-    for precision in cfg["precisions"]:
-        if precision in UNAVAILABLE_PRECISIONS:
-            raise ConfigError(
-                f"precisions: {precision!r} is not available ("
-                f"{UNAVAILABLE_PRECISIONS[precision]}); use bf16 or fp16"
-            )
     slots = cfg["slots"]
     if slots != "auto":
         kinds = {s.split(":", 1)[0] for s in slots}
@@ -219,7 +213,12 @@ def model_params(cfg: dict, model: str) -> str:
 
 
 def convert_params(cfg: dict, precision: str) -> str:
-    return canonical({"precision": precision})
+    """The precision, plus the int4 settings for int4 only: editing int4.group_size rebuilds
+    the INT4 artifact and nothing 16-bit."""
+    params = {"precision": precision}
+    if precision == "int4":
+        params["int4"] = {k: cfg["int4"][k] for k in INT4_CONVERT_KEYS}
+    return canonical(params)
 
 
 def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
@@ -252,6 +251,8 @@ def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
     )
     if not cpu_only:
         spec["allocator"] = cfg["allocator"]
+    if precision == "int4":
+        spec["int4_kernel"] = cfg["int4"]["kernel"]
     return spec
 
 

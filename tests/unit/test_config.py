@@ -49,6 +49,12 @@ def test_validate_fills_schema_defaults():
             "B": {"source": TINY, "seed": 0, "trust_remote_code": False},
         },
         "precisions": ["bf16"],
+        "int4": {
+            "group_size": 128,
+            "symmetric": False,
+            "quantize_lm_head": False,
+            "kernel": "native",
+        },
         "layouts": ["alone_A", "alone_B", "colocated"],
         "scenarios": {
             "s": {
@@ -123,7 +129,7 @@ def _set(path: str, value):
         ),
         (_set("models.A.source", "foo:bar"), ["models.A.source", "'foo:bar'", "synthetic:"]),
         (_set("models.B.source", "hf:"), ["models.B.source", "hf:<repo>"]),
-        (_set("precisions", ["bf16", "int4"]), ["precisions", "'int4'", "bf16 or fp16"]),
+        (_set("precisions", ["bf16", "int8"]), ["precisions.1", "'int8' is not one of"]),
         (_set("slots", ["cpu:0-3", "npu:0"]), ["slots", "mixes device kinds"]),
         (
             lambda c: c.update(slots=["npu:0", "npu:1"], device="cuda"),
@@ -143,7 +149,7 @@ def _set(path: str, value):
         "slot-prompt-too-long",
         "bad-source",
         "empty-source-ref",
-        "int4",
+        "unknown-precision",
         "mixed-kinds",
         "kind-vs-device",
         "slots-not-a-list",
@@ -425,6 +431,46 @@ def test_model_params_change_only_with_that_model(raw):
 def test_convert_params_name_only_the_precision(raw):
     cfg = config.validate(raw)
     assert json.loads(config.convert_params(cfg, "fp16")) == {"precision": "fp16"}
+
+
+def test_int4_settings_reach_only_int4_conversions_and_runs(raw):
+    raw["precisions"] = ["bf16", "int4"]
+    before = config.validate(raw)
+    assert json.loads(config.convert_params(before, "int4")) == {
+        "precision": "int4",
+        "int4": {"group_size": 128, "symmetric": False, "quantize_lm_head": False},
+    }
+    grouped = edited(raw, "int4", {"group_size": 64})
+    assert config.convert_params(grouped, "int4") != config.convert_params(before, "int4")
+    assert config.convert_params(grouped, "bf16") == config.convert_params(before, "bf16")
+    # The scheme reaches runs through the converted files, not through their params.
+    assert config.run_params(grouped, "short", "int4", "colocated") == config.run_params(
+        before, "short", "int4", "colocated"
+    )
+    reference = edited(raw, "int4", {"kernel": "reference"})
+    assert config.convert_params(reference, "int4") == config.convert_params(before, "int4")
+    assert (
+        json.loads(config.run_params(reference, "short", "int4", "alone_A"))["int4_kernel"]
+        == "reference"
+    )
+    assert config.run_params(reference, "short", "bf16", "alone_A") == config.run_params(
+        before, "short", "bf16", "alone_A"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"group_size": 100}, "int4.group_size: 100 is not one of [32, 64, 128, 256]"),
+        ({"kernel": "fast"}, "int4.kernel: 'fast' is not one of ['native', 'reference']"),
+        ({"bits": 3}, "unknown key int4.bits"),
+    ],
+)
+def test_int4_errors_name_the_key(raw, value, message):
+    raw["int4"] = value
+    with pytest.raises(config.ConfigError) as info:
+        config.validate(raw)
+    assert message in str(info.value)
 
 
 def _two_models(**overrides) -> dict:

@@ -6,4 +6,4 @@ from dualbench.convert import convert
 
 spec = json.loads(snakemake.params.spec)
 with user_errors_exit():
-    convert(snakemake.input[0], spec["precision"], snakemake.output[0])
+    convert(snakemake.input[0], spec["precision"], snakemake.output[0], spec.get("int4"))
