@@ -4,6 +4,10 @@ Output schemas (results/metrics/):
 - runs.csv: one row per run and slot (``RUN_COLUMNS``);
 - requests.csv: one row per request (``REQUEST_COLUMNS``);
 - scaling.csv: one row per scenario and precision (``SCALING_COLUMNS``);
+- precisions.csv: one row per model and precision: the converted checkpoint's bytes, INT4
+  scheme and fidelity (``PRECISION_COLUMNS``);
+- int4.csv: INT4 against the 16-bit baseline per scenario, layout and slot, plus the pair
+  (``INT4_COLUMNS``);
 - environment.json: software, host and device of the runs.
 """
 
@@ -54,6 +58,9 @@ RUN_COLUMNS = [
     "peak_mem_bytes",
     "mem_reserved_peak_bytes",
     "mem_source",
+    "kernel",
+    "weight_bytes",
+    "linear_weight_bytes",
     "load_s",
     "warmup_s",
 ]
@@ -68,6 +75,34 @@ REQUEST_COLUMNS = [
     "e2e_ms",
     "itl_ms_mean",
     "new_tokens",
+]
+FIDELITY = ["top1_agreement", "mean_kl", "max_abs_logit_error"]
+PRECISION_COLUMNS = [
+    "model",
+    "slot",
+    "precision",
+    "dtype",
+    "format",
+    "group_size",
+    "symmetric",
+    "quantize_lm_head",
+    "parameters",
+    "weight_bytes",
+    "linear_weight_bytes",
+    *FIDELITY,
+    "fidelity_inputs",
+    "kernel",
+]
+# What INT4 changes, as int4 value / baseline value (baseline: fp16 if measured, else bf16).
+INT4_RATIOS = ["throughput_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "peak_mem_bytes"]
+INT4_COLUMNS = [
+    "scenario",
+    "layout",
+    "slot",
+    "baseline",
+    *[f"{m}_{side}" for m in INT4_RATIOS for side in ("baseline", "int4")],
+    *[f"{m}_ratio" for m in INT4_RATIOS],
+    "valid",
 ]
 SCALING_COLUMNS = [
     "scenario",
@@ -131,8 +166,12 @@ def run_tables(record: dict, model_sources: dict[str, str] | None = None):
             "batch_size": settings["batch_size"],
         }
         if result is not None:
+            conversion = result.get("conversion") or {}
             row.update(
                 {
+                    "kernel": (result.get("weights") or {}).get("kernel"),
+                    "weight_bytes": conversion.get("weight_bytes"),
+                    "linear_weight_bytes": conversion.get("linear_weight_bytes"),
                     "load_s": result["load_s"],
                     "warmup_s": result["warmup_s"],
                     **{
@@ -229,6 +268,79 @@ def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SCALING_COLUMNS)
 
 
+def precision_table(records: list[dict], model_sources: dict[str, str]) -> pd.DataFrame:
+    """One row per model and precision, from the conversion.json the workers loaded."""
+    rows = {}
+    for record in records:
+        for name, slot in record["slots"].items():
+            result = slot["result"] or {}
+            conversion = result.get("conversion")
+            if not conversion:
+                continue
+            fidelity = conversion.get("fidelity") or {}
+            rows[(name, conversion["precision"])] = {
+                "model": model_sources.get(name, conversion.get("source")),
+                "slot": name,
+                **{k: conversion.get(k) for k in PRECISION_COLUMNS[2:11]},
+                **{k: fidelity.get(k) for k in FIDELITY},
+                "fidelity_inputs": fidelity.get("inputs"),
+                "kernel": (result.get("weights") or {}).get("kernel"),
+            }
+    return pd.DataFrame([rows[k] for k in sorted(rows)], columns=PRECISION_COLUMNS)
+
+
+def int4_baseline(precisions) -> str | None:
+    """The 16-bit precision INT4 is compared with: fp16 (the origin note's question) when it
+    was measured, else bf16; None without int4 or without a 16-bit precision."""
+    present = set(precisions)
+    if "int4" not in present:
+        return None
+    return next((p for p in ("fp16", "bf16") if p in present), None)
+
+
+def int4_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """INT4 / baseline per scenario, layout and slot; the colocated pair adds a row with the
+    summed throughput and summed peak memory of its two slots."""
+    baseline = int4_baseline(runs["precision"].unique()) if len(runs) else None
+    if baseline is None:
+        return pd.DataFrame(columns=INT4_COLUMNS)
+    rows = []
+    keyed = runs.set_index(["scenario", "layout", "slot", "precision"])
+    for scenario, layout, slot in runs[["scenario", "layout", "slot"]].drop_duplicates().values:
+        try:
+            base = keyed.loc[(scenario, layout, slot, baseline)]
+            int4 = keyed.loc[(scenario, layout, slot, "int4")]
+        except KeyError:
+            continue
+        rows.append(_int4_row(scenario, layout, slot, baseline, base, int4))
+    pairs = runs[runs.layout == "colocated"].groupby(["scenario", "precision"])
+    summed = pairs[["throughput_tok_s", "peak_mem_bytes"]].sum(min_count=2)
+    valid = pairs["valid"].all()
+    for scenario in runs.loc[runs.layout == "colocated", "scenario"].unique():
+        if (scenario, baseline) in summed.index and (scenario, "int4") in summed.index:
+            base = {**summed.loc[(scenario, baseline)], "valid": valid[(scenario, baseline)]}
+            int4 = {**summed.loc[(scenario, "int4")], "valid": valid[(scenario, "int4")]}
+            rows.append(_int4_row(scenario, "colocated", "pair", baseline, base, int4))
+    return pd.DataFrame(rows, columns=INT4_COLUMNS)
+
+
+def _int4_row(scenario, layout, slot, baseline, base, int4) -> dict:
+    row = {"scenario": scenario, "layout": layout, "slot": slot, "baseline": baseline}
+    for metric in INT4_RATIOS:
+        b, q = _num(base.get(metric)), _num(int4.get(metric))
+        row[f"{metric}_baseline"], row[f"{metric}_int4"] = b, q
+        row[f"{metric}_ratio"] = q / b if b and not math.isnan(b) else math.nan
+    row["valid"] = bool(base.get("valid")) and bool(int4.get("valid"))
+    return row
+
+
+def _num(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _device_info(records: list[dict]) -> dict:
     """Device facts as the workers saw them, one entry per slot device."""
     info = {}
@@ -240,7 +352,7 @@ def _device_info(records: list[dict]) -> dict:
 
 
 def aggregate(run_paths: list[Path], out_dir: Path, model_sources: dict[str, str]) -> None:
-    """Read run.json files and write runs.csv, requests.csv, scaling.csv, environment.json."""
+    """Read run.json files and write the tables of the module docstring."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rows, request_rows, records = [], [], []
@@ -256,6 +368,8 @@ def aggregate(run_paths: list[Path], out_dir: Path, model_sources: dict[str, str
         out_dir / "requests.csv", index=False
     )
     scaling_table(runs).to_csv(out_dir / "scaling.csv", index=False)
+    precision_table(records, model_sources).to_csv(out_dir / "precisions.csv", index=False)
+    int4_table(runs).to_csv(out_dir / "int4.csv", index=False)
     environment = {
         **(records[0]["environment"] if records else {}),
         "devices": _device_info(records),

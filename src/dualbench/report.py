@@ -833,8 +833,12 @@ def render_report(
     title: str,
     scenario_descriptions: dict[str, str],
     definitions: list[tuple[str, str]],
+    precision_table: pd.DataFrame | None = None,
+    int4_table: pd.DataFrame | None = None,
 ) -> str:
     """The whole report as one self-contained HTML document (no network reference)."""
+    from dualbench.report_int4 import int4_section
+
     runs = _prepare_runs(runs)
     scaling = _normalise(scaling, SCALING_STR_COLUMNS, SCALING_NUM_COLUMNS, ["valid"])
     requests = _normalise(requests, REQUEST_STR_COLUMNS, REQUEST_NUM_COLUMNS, ["in_window"])
@@ -906,6 +910,7 @@ def render_report(
         "scenario_list": [(s, descriptions.get(s, "")) for s in scenarios],
         "figures": figures,
         "details": _details(runs, scenarios, descriptions),
+        "int4": int4_section(precision_table, int4_table),
         "env_rows": env_rows,
         "config_json": (
             json.dumps(config, indent=2, sort_keys=True, default=str) if config is not None else ""
@@ -922,8 +927,8 @@ def write_report(
     scenario_descriptions: dict,
     definitions: list[tuple[str, str]],
 ) -> None:
-    """Read runs.csv, scaling.csv, requests.csv and environment.json from ``metrics_dir`` and
-    write the report to ``out_html``."""
+    """Read the tables of dualbench.analysis from ``metrics_dir`` and write the report to
+    ``out_html``."""
     metrics_dir, out_html = Path(metrics_dir), Path(out_html)
     html = render_report(
         runs=_read_csv(metrics_dir / "runs.csv"),
@@ -933,6 +938,12 @@ def write_report(
         title=title,
         scenario_descriptions=scenario_descriptions,
         definitions=definitions,
+        # Optional: metrics written before INT4 existed have neither table.
+        **{
+            arg: _read_csv(metrics_dir / file)
+            for arg, file in (("precision_table", "precisions.csv"), ("int4_table", "int4.csv"))
+            if (metrics_dir / file).is_file()
+        },
     )
     out_html.parent.mkdir(parents=True, exist_ok=True)
     out_html.write_text(html, encoding="utf-8")

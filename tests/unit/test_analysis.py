@@ -328,7 +328,7 @@ def test_scaling_table_one_row_per_scenario():
 # --- aggregate --------------------------------------------------------------------------------
 
 
-def test_aggregate_writes_the_four_files(tmp_path):
+def test_aggregate_writes_every_table(tmp_path):
     paths = []
     for name, rec in [("a", alone_a()), ("b", alone_b()), ("c", colocated())]:
         path = tmp_path / "runs" / f"{name}.json"
@@ -340,10 +340,15 @@ def test_aggregate_writes_the_four_files(tmp_path):
     aggregate(paths, out, sources)
     assert sorted(p.name for p in out.iterdir()) == [
         "environment.json",
+        "int4.csv",
+        "precisions.csv",
         "requests.csv",
         "runs.csv",
         "scaling.csv",
     ]
+    # no int4 runs, and records without conversion facts: headers only
+    assert pd.read_csv(out / "int4.csv").empty
+    assert list(pd.read_csv(out / "precisions.csv").columns) == analysis.PRECISION_COLUMNS
     header = (out / "runs.csv").read_text().splitlines()[0]
     assert header.split(",") == RUN_COLUMNS
     runs = pd.read_csv(out / "runs.csv")
@@ -376,3 +381,52 @@ def test_aggregate_with_a_failed_run_does_not_crash(tmp_path):
     assert runs["throughput_tok_s"].isna().all()
     scaling = pd.read_csv(tmp_path / "out" / "scaling.csv")
     assert scaling.loc[0, "note"] == "missing runs: alone_A, alone_B"
+
+
+# --- INT4 against 16-bit ----------------------------------------------------------------------
+
+
+def _with_int4(runs: pd.DataFrame, speedup: float, memory: float) -> pd.DataFrame:
+    int4 = runs.copy()
+    int4["precision"] = "int4"
+    int4["throughput_tok_s"] *= speedup
+    int4["tpot_ms_p50"] /= speedup
+    int4["peak_mem_bytes"] *= memory
+    return pd.concat([runs, int4], ignore_index=True)
+
+
+def test_int4_table_ratios_and_pair():
+    runs = _with_int4(frame(alone_a(), alone_b(), colocated()), speedup=2.5, memory=0.5)
+    table = analysis.int4_table(runs)
+    assert list(table.columns) == analysis.INT4_COLUMNS
+    assert list(zip(table.layout, table.slot, strict=True)) == [
+        ("alone_A", "A"),
+        ("alone_B", "B"),
+        ("colocated", "A"),
+        ("colocated", "B"),
+        ("colocated", "pair"),
+    ]
+    assert set(table.baseline) == {"bf16"}
+    assert table.throughput_tok_s_ratio.tolist() == pytest.approx([2.5] * 5)
+    assert table.tpot_ms_p50_ratio[:4].tolist() == pytest.approx([0.4] * 4)
+    assert table.peak_mem_bytes_ratio.tolist() == pytest.approx([0.5] * 5)
+    pair = table.iloc[4]
+    assert pair.throughput_tok_s_baseline == pytest.approx(4.0 + 9.0)
+    assert pair.peak_mem_bytes_baseline == 3000 + 4000
+    assert math.isnan(pair.ttft_ms_p50_ratio)
+
+
+def test_int4_baseline_prefers_fp16_and_needs_int4():
+    assert analysis.int4_baseline(["bf16", "fp16", "int4"]) == "fp16"
+    assert analysis.int4_baseline(["int4", "bf16"]) == "bf16"
+    assert analysis.int4_baseline(["bf16", "fp16"]) is None
+    assert analysis.int4_baseline(["int4"]) is None
+    assert analysis.int4_table(frame(alone_a())).empty
+
+
+def test_int4_pair_is_invalid_when_a_slot_is():
+    runs = _with_int4(frame(colocated()), speedup=2.0, memory=1.0)
+    runs.loc[(runs.precision == "int4") & (runs.slot == "B"), "valid"] = False
+    table = analysis.int4_table(runs).set_index("slot")
+    assert table.loc["A", "valid"] and not table.loc["B", "valid"]
+    assert not table.loc["pair", "valid"]

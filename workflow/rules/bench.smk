@@ -18,6 +18,8 @@ rule aggregate:
         runs="results/metrics/runs.csv",
         requests="results/metrics/requests.csv",
         scaling="results/metrics/scaling.csv",
+        precisions="results/metrics/precisions.csv",
+        int4="results/metrics/int4.csv",
         environment="results/metrics/environment.json",
     params:
         models=dbconfig.canonical({s: CFG["models"][s]["source"] for s in SLOTS}),
