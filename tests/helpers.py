@@ -24,7 +24,7 @@ TINY_CONFIG = {
         "A": {"source": "synthetic:llama-3.2-tiny", "seed": 0},
         "B": {"source": "synthetic:llama-3.2-tiny", "seed": 1},
     },
-    "precisions": ["bf16"],
+    "precisions": ["bf16", "int4"],
     "scenarios": {
         "short": {
             "description": "short prompts",

@@ -22,14 +22,16 @@ def tables(pipeline):
         "runs": pd.read_csv(metrics / "runs.csv", keep_default_na=False, na_values=[""]),
         "requests": pd.read_csv(metrics / "requests.csv"),
         "scaling": pd.read_csv(metrics / "scaling.csv"),
+        "precisions": pd.read_csv(metrics / "precisions.csv"),
+        "int4": pd.read_csv(metrics / "int4.csv"),
     }
 
 
 def test_every_run_and_slot_is_measured_valid(tables):
     runs = tables["runs"]
     assert list(runs.columns) == RUN_COLUMNS
-    # 2 scenarios x (alone_A + alone_B + 2 co-located slots)
-    assert len(runs) == 8
+    # 2 scenarios x 2 precisions x (alone_A + alone_B + 2 co-located slots)
+    assert len(runs) == 16
     assert set(runs.status) == {"ok"}
     assert runs.valid.all(), runs.invalid_reasons.tolist()
     assert (runs.output_tokens > 0).all() and (runs.throughput_tok_s > 0).all()
@@ -90,3 +92,56 @@ def test_report_is_one_self_contained_file(pipeline):
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", html)
     for scenario in ("short", "mixed"):
         assert scenario in html
+
+
+def test_int4_runs_on_the_native_kernel_from_its_artifact(tables, pipeline):
+    runs = tables["runs"]
+    int4, bf16 = runs[runs.precision == "int4"], runs[runs.precision == "bf16"]
+    assert len(int4) == 8 and int4.valid.all()
+    assert set(int4.kernel) == {"aten._weight_int4pack_mm_for_cpu"}
+    assert set(bf16.kernel) == {"dense: torch.nn.functional.linear"}
+    # group 128, asymmetric: (64 + 2 + 0.5) bytes per 128 weights against 256 in bf16
+    ratio = int4.linear_weight_bytes.max() / bf16.linear_weight_bytes.max()
+    assert ratio == pytest.approx(66.5 / 256, abs=0.001)
+    config = json.loads((pipeline / "results/models/A/int4/config.json").read_text())
+    assert config["quantization_config"]["format"] == "pack-quantized"
+
+
+def test_precisions_table_holds_bytes_and_fidelity(tables):
+    precisions = tables["precisions"]
+    assert sorted(zip(precisions.slot, precisions.precision, strict=True)) == [
+        ("A", "bf16"),
+        ("A", "int4"),
+        ("B", "bf16"),
+        ("B", "int4"),
+    ]
+    int4 = precisions[precisions.precision == "int4"]
+    assert (int4.group_size == 128).all() and (~int4.symmetric).all()
+    assert int4.top1_agreement.between(0, 1).all() and (int4.mean_kl > 0).all()
+    assert (int4.max_abs_logit_error > 0).all()
+    assert precisions[precisions.precision == "bf16"].top1_agreement.isna().all()
+
+
+def test_int4_table_compares_with_the_bf16_runs(tables):
+    runs, table = tables["runs"], tables["int4"]
+    # per scenario: A alone, B alone, A and B co-located, and the co-located pair
+    assert len(table) == 2 * 5 and set(table.baseline) == {"bf16"}
+    keyed = runs.set_index(["scenario", "layout", "slot", "precision"])
+    for row in table[table.slot != "pair"].itertuples():
+        base = keyed.loc[(row.scenario, row.layout, row.slot, "bf16")]
+        int4 = keyed.loc[(row.scenario, row.layout, row.slot, "int4")]
+        assert row.throughput_tok_s_ratio == pytest.approx(
+            int4.throughput_tok_s / base.throughput_tok_s
+        )
+        assert row.tpot_ms_p50_ratio == pytest.approx(int4.tpot_ms_p50 / base.tpot_ms_p50)
+    for row in table[table.slot == "pair"].itertuples():
+        co = runs[(runs.scenario == row.scenario) & (runs.layout == "colocated")]
+        total = co.groupby("precision").throughput_tok_s.sum()
+        assert row.throughput_tok_s_ratio == pytest.approx(total["int4"] / total["bf16"])
+
+
+def test_report_has_the_int4_section(pipeline):
+    html = (pipeline / "results/report/report.html").read_text()
+    assert "BF16 vs INT4" in html
+    assert "top-1 agreement" in html and "aten._weight_int4pack_mm_for_cpu" in html
+    assert "The models are synthetic" in html

@@ -15,8 +15,19 @@ AGG_REPORT = {
 }
 
 
-def runs(scenario: str, precision: str = "bf16", layouts=LAYOUTS) -> set[tuple[str, str]]:
-    return {("run", f"results/runs/{scenario}/{precision}/{lay}/run.json") for lay in layouts}
+PRECISIONS = ("bf16", "int4")  # tests.helpers.TINY_CONFIG
+
+
+def runs(scenario: str, precisions=PRECISIONS, layouts=LAYOUTS) -> set[tuple[str, str]]:
+    return {
+        ("run", f"results/runs/{scenario}/{precision}/{lay}/run.json")
+        for precision in precisions
+        for lay in layouts
+    }
+
+
+def converts(models="AB", precisions=PRECISIONS) -> set[tuple[str, str]]:
+    return {("convert", f"results/models/{m}/{p}") for m in models for p in precisions}
 
 
 @pytest.fixture
@@ -58,7 +69,7 @@ def test_model_source_reruns_everything_downstream_of_that_model(edit):
     cfg["models"]["A"]["seed"] = 7
     expected = {
         ("fetch_model", "results/models/A/base"),
-        ("convert", "results/models/A/bf16"),
+        *converts("A"),
         *runs("short", layouts=("alone_A", "colocated")),
         *runs("mixed", layouts=("alone_A", "colocated")),
         *AGG_REPORT,
@@ -71,11 +82,8 @@ def test_both_model_sources_rerun_everything(edit):
     for slot in ("A", "B"):
         cfg["models"][slot]["source"] = "synthetic:llama-3.2-mini"
     expected = {
-        *(
-            (rule, f"results/models/{s}/{d}")
-            for s in "AB"
-            for rule, d in (("fetch_model", "base"), ("convert", "bf16"))
-        ),
+        *(("fetch_model", f"results/models/{s}/base") for s in "AB"),
+        *converts(),
         *runs("short"),
         *runs("mixed"),
         *AGG_REPORT,
@@ -85,15 +93,32 @@ def test_both_model_sources_rerun_everything(edit):
 
 def test_adding_a_precision_runs_only_its_conversion_and_runs(edit):
     cfg = tiny_config()
-    cfg["precisions"] = ["bf16", "fp16"]
+    cfg["precisions"] = [*PRECISIONS, "fp16"]
     expected = {
-        ("convert", "results/models/A/fp16"),
-        ("convert", "results/models/B/fp16"),
-        *runs("short", "fp16"),
-        *runs("mixed", "fp16"),
+        *converts(precisions=["fp16"]),
+        *runs("short", ["fp16"]),
+        *runs("mixed", ["fp16"]),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
+
+
+def test_int4_scheme_rebuilds_only_the_int4_artifacts_and_their_runs(edit):
+    cfg = tiny_config()
+    cfg["int4"] = {"group_size": 64}
+    expected = {
+        *converts(precisions=["int4"]),
+        *runs("short", ["int4"]),
+        *runs("mixed", ["int4"]),
+        *AGG_REPORT,
+    }
+    assert edit(cfg) == expected
+
+
+def test_int4_kernel_reruns_only_the_int4_runs(edit):
+    cfg = tiny_config()
+    cfg["int4"] = {"kernel": "reference"}
+    assert edit(cfg) == runs("short", ["int4"]) | runs("mixed", ["int4"]) | AGG_REPORT
 
 
 def test_a_key_no_rule_reads_reruns_nothing(edit):
