@@ -269,6 +269,13 @@ def test_cpu_kernel_matches_the_reference(symmetric, group_size, rows):
     assert (out - ref).abs().max() <= 0.01 * ref.abs().max()
 
 
+def test_cpu_kernel_packs_in_row_chunks_to_the_same_bytes(monkeypatch):
+    weight = random_weight(out_features=160, in_features=256, group_size=32)
+    whole = CpuKernel().prepare(weight, CPU)["packed"]
+    monkeypatch.setattr(CpuKernel, "ROWS_PER_CHUNK", 64)
+    assert torch.equal(CpuKernel().prepare(weight, CPU)["packed"], whole)
+
+
 def test_cpu_kernel_limits_are_checked_before_the_call():
     with pytest.raises(Int4Error, match="output features divisible by 16; layer has 40"):
         CpuKernel().check("layer", random_weight(out_features=40))
