@@ -72,10 +72,14 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset}")
     models = {}
-    for name in variants:
+    # INT4 first: its repack reads the artifact, and should not find the page cache full of
+    # the bf16 model's 2.4 GB.
+    for name in ("int4", "int4+lm_head", "bf16"):
         started = time.perf_counter()
         models[name], info = load_model(work / name, torch.device("cpu"), "cpu")
         print(f"{name}: loaded in {time.perf_counter() - started:.2f} s, {info}")
+        if "repack_s" in info:
+            print(f"{name}: repack {info['repack_s']:.2f} s (target < 5 s)")
 
     ids = torch.tensor(synthetic_prompt(PROMPT_TOKENS, 1, 0, "A", 0))
     gen_config = generation_config(NEW_TOKENS, 128001, 128001)
