@@ -8,17 +8,22 @@ Output schemas (results/metrics/):
   scheme and fidelity (``PRECISION_COLUMNS``);
 - int4.csv: INT4 against the 16-bit baseline per scenario, layout and slot, plus the pair
   (``INT4_COLUMNS``);
+- energy.csv: one row per run: energy of every device it used, tokens per joule
+  (``ENERGY_COLUMNS``);
+- telemetry.csv: every sample of every run, time from the run's release (``TELEMETRY_COLUMNS``);
 - environment.json: software, host and device of the runs.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
+from dualbench import telemetry
 from dualbench.metrics import (
     LATENCIES,
     NS_PER_S,
@@ -28,6 +33,8 @@ from dualbench.metrics import (
     slot_metrics,
     validity,
 )
+from dualbench.telemetry_summary import WORKER_CPU_SOURCE as WORKER_CPU
+from dualbench.telemetry_summary import summarize
 
 IDENTITY = ["run_id", "scenario", "precision", "layout", "slot"]
 RUN_COLUMNS = [
@@ -58,12 +65,42 @@ RUN_COLUMNS = [
     "peak_mem_bytes",
     "mem_reserved_peak_bytes",
     "mem_source",
+    "fragmentation",
+    "allocator",
     "kernel",
     "weight_bytes",
     "linear_weight_bytes",
+    "util_pct",
+    "util_source",
+    "active_pct",
+    "energy_j",
+    "energy_net_j",
+    "power_mean_w",
+    "power_idle_w",
+    "tokens_per_j",
+    "energy_source",
+    "energy_note",
     "load_s",
     "warmup_s",
 ]
+TELEMETRY_RUN_COLUMNS = RUN_COLUMNS[RUN_COLUMNS.index("util_pct") : RUN_COLUMNS.index("load_s")]
+ENERGY_COLUMNS = [
+    "run_id",
+    "scenario",
+    "precision",
+    "layout",
+    "devices",
+    "window_s",
+    "energy_j",
+    "energy_net_j",
+    "power_mean_w",
+    "output_tokens",
+    "tokens_per_j",
+    "tokens_per_j_net",
+    "energy_source",
+    "energy_note",
+]
+TELEMETRY_COLUMNS = ["run_id", "t_s", "slots", "device", "metric", "value", "source"]
 REQUEST_COLUMNS = [
     *IDENTITY,
     "call",
@@ -120,8 +157,11 @@ SCALING_COLUMNS = [
 ]
 
 
-def run_tables(record: dict, model_sources: dict[str, str] | None = None):
-    """(run rows, request rows) of one run record."""
+def run_tables(
+    record: dict, model_sources: dict[str, str] | None = None, telemetry_rows: list | None = None
+):
+    """(run rows, request rows) of one run record; with its telemetry.csv rows, also the
+    utilisation and energy columns (dualbench.telemetry_summary)."""
     spec = record["spec"]
     run_id = f"{spec['scenario']}/{spec['precision']}/{spec['layout']}"
     ident = {
@@ -180,6 +220,9 @@ def run_tables(record: dict, model_sources: dict[str, str] | None = None):
                     },
                 }
             )
+        row["allocator"] = record["spec"].get("allocator", "")
+        if result is not None:
+            row["fragmentation"] = result["memory"].get("fragmentation")
         if complete:
             row.update(slot_metrics(result, settings, window))
             window_s = row["window_s"]
@@ -219,7 +262,76 @@ def run_tables(record: dict, model_sources: dict[str, str] | None = None):
                         }
                     )
         run_rows.append(row)
+    if complete and telemetry_rows is not None:
+        tokens = {r["slot"]: r.get("output_tokens") or 0 for r in run_rows}
+        per_slot, _ = summarize(record, telemetry_rows, window, tokens)
+        for row in run_rows:
+            row.update(per_slot[row["slot"]])
+    else:
+        note = f"status {record['status']}" if not complete else "no telemetry recorded"
+        for row in run_rows:
+            row.update({k: None for k in TELEMETRY_RUN_COLUMNS})
+            row.update({"util_source": "", "energy_source": "", "energy_note": note})
     return run_rows, request_rows
+
+
+def energy_row(record: dict, telemetry_rows: list, run_rows: list[dict]) -> dict:
+    """The run's energy as a whole (every device it used, the pair's tokens)."""
+    spec = record["spec"]
+    ident = {
+        "run_id": f"{spec['scenario']}/{spec['precision']}/{spec['layout']}",
+        "scenario": spec["scenario"],
+        "precision": spec["precision"],
+        "layout": spec["layout"],
+    }
+    results = {n: s["result"] for n, s in record["slots"].items()}
+    if record["status"] != "ok" or not all(results.values()):
+        return {**ident, "energy_note": f"status {record['status']}"}
+    tokens = {r["slot"]: r.get("output_tokens") or 0 for r in run_rows}
+    _, run = summarize(record, telemetry_rows, co_window(results), tokens)
+    return {**ident, **run}
+
+
+def telemetry_table(record: dict, telemetry_rows: list, run_rows: list[dict]) -> list[dict]:
+    """Samples with time in seconds from the run's first barrier release (the runs.csv
+    origin), for the report's timelines."""
+    spec = record["spec"]
+    run_id = f"{spec['scenario']}/{spec['precision']}/{spec['layout']}"
+    t0 = min((s["result"]["release_ns"] for s in record["slots"].values() if s["result"]),
+             default=None)  # fmt: skip
+    if t0 is None:
+        return []
+    out = [
+        {
+            "run_id": run_id,
+            "t_s": (r["t_ns"] - t0) / NS_PER_S,
+            **{k: r[k] for k in ("slots", "device", "metric", "value", "source")},
+        }
+        for r in telemetry_rows
+    ]
+    # The parent's CPU-time samples as a utilisation trace: increase between two samples /
+    # (their interval x the slot's cores).
+    cores = {s["device"]: len(s["slot"].get("cores") or ()) for s in record["slots"].values()}
+    parent = sorted(
+        (r for r in telemetry_rows if r["metric"] == "cpu_time_s" and r["source"] != WORKER_CPU),
+        key=lambda r: (r["device"], r["t_ns"]),
+    )
+    for a, b in itertools.pairwise(parent):
+        n = cores.get(a["device"]) or 0
+        if a["device"] == b["device"] and n and b["t_ns"] > a["t_ns"]:
+            util = 100 * (b["value"] - a["value"]) / ((b["t_ns"] - a["t_ns"]) / NS_PER_S * n)
+            out.append(
+                {
+                    "run_id": run_id,
+                    "t_s": ((a["t_ns"] + b["t_ns"]) / 2 - t0) / NS_PER_S,
+                    "slots": a["slots"],
+                    "device": a["device"],
+                    "metric": "cpu_util_pct",
+                    "value": util,
+                    "source": "process CPU time, between samples",
+                }
+            )
+    return out
 
 
 def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -355,13 +467,17 @@ def aggregate(run_paths: list[Path], out_dir: Path, model_sources: dict[str, str
     """Read run.json files and write the tables of the module docstring."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_rows, request_rows, records = [], [], []
+    run_rows, request_rows, records, energy_rows, samples = [], [], [], [], []
     for path in run_paths:
         record = json.loads(Path(path).read_text())
         records.append(record)
-        rows, reqs = run_tables(record, model_sources)
+        tele_path = Path(path).parent / (record.get("telemetry") or {}).get("file", "-")
+        tele = telemetry.read_csv(tele_path) if tele_path.is_file() else []
+        rows, reqs = run_tables(record, model_sources, tele)
         run_rows += rows
         request_rows += reqs
+        energy_rows.append(energy_row(record, tele, rows))
+        samples += telemetry_table(record, tele, rows)
     runs = pd.DataFrame(run_rows).reindex(columns=RUN_COLUMNS)
     runs.to_csv(out_dir / "runs.csv", index=False)
     pd.DataFrame(request_rows, columns=REQUEST_COLUMNS).to_csv(
@@ -370,6 +486,8 @@ def aggregate(run_paths: list[Path], out_dir: Path, model_sources: dict[str, str
     scaling_table(runs).to_csv(out_dir / "scaling.csv", index=False)
     precision_table(records, model_sources).to_csv(out_dir / "precisions.csv", index=False)
     int4_table(runs).to_csv(out_dir / "int4.csv", index=False)
+    pd.DataFrame(energy_rows, columns=ENERGY_COLUMNS).to_csv(out_dir / "energy.csv", index=False)
+    pd.DataFrame(samples, columns=TELEMETRY_COLUMNS).to_csv(out_dir / "telemetry.csv", index=False)
     environment = {
         **(records[0]["environment"] if records else {}),
         "devices": _device_info(records),

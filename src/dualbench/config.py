@@ -243,6 +243,7 @@ def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
         "seed": sc["seed"],
         "timeout_s": cfg["run"]["timeout_s"],
         "slots": slots,
+        "telemetry": cfg["telemetry"],
     }
     # The allocator setting exists only on accelerators: on a CPU-only config it is not part
     # of the run, so editing it reruns nothing there.

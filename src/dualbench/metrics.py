@@ -100,6 +100,39 @@ DEFINITIONS = [
         "the window.",
     ),
     (
+        "Telemetry",
+        "sampled by the runner (the parent, not the workers) every telemetry.interval_s per "
+        "source, each sample stamped with perf_counter_ns at the middle of its read; the "
+        "telemetry.idle_s seconds before the workers start are the idle baseline. Gauges are "
+        "integrated with the trapezoid rule and counters read at the window's edges by "
+        "linear interpolation (a counter that goes down has wrapped: its range is added back).",
+    ),
+    (
+        "Utilisation",
+        "NPU: mean npu-smi Aicore Usage Rate over the window (torch.npu.utilization from "
+        "inside the worker where npu-smi has none); CUDA: mean NVML utilization.gpu; CPU: the "
+        "worker's CPU seconds in the window / (window seconds × cores of its slot).",
+    ),
+    (
+        "T_active / T_total",
+        "the origin note's utilisation: share of the window the worker spent inside generate "
+        "calls (submit to last token), from its own timestamps.",
+    ),
+    (
+        "Energy",
+        "joules over the window: an energy counter's delta where the device has one (RAPL "
+        "energy_uj on CPU, NVML total energy on CUDA), else the trapezoid of sampled power "
+        "(NPU). Net = gross − idle power × window seconds. Per slot only when the slot has a "
+        "device of its own; a shared device or CPU package is the run's. Missing, with the "
+        "reason, where no source exists.",
+    ),
+    ("Tokens per joule", "output tokens in the window / energy in the window (gross; net too)."),
+    (
+        "Fragmentation",
+        "NPU/CUDA: 1 − peak allocated / peak reserved by the caching allocator (allocator "
+        "settings from the config, recorded per run).",
+    ),
+    (
         "INT4 weights",
         "weight-only, group-wise round-to-nearest: w = (q − zp) · scale per group of "
         "group_size input columns, q and zp in [−8, 7] (zp = 0 when symmetric), scale and zp "

@@ -835,9 +835,12 @@ def render_report(
     definitions: list[tuple[str, str]],
     precision_table: pd.DataFrame | None = None,
     int4_table: pd.DataFrame | None = None,
+    energy_table: pd.DataFrame | None = None,
+    telemetry_table: pd.DataFrame | None = None,
 ) -> str:
     """The whole report as one self-contained HTML document (no network reference)."""
     from dualbench.report_int4 import int4_section
+    from dualbench.report_telemetry import telemetry_section
 
     runs = _prepare_runs(runs)
     scaling = _normalise(scaling, SCALING_STR_COLUMNS, SCALING_NUM_COLUMNS, ["valid"])
@@ -911,6 +914,7 @@ def render_report(
         "figures": figures,
         "details": _details(runs, scenarios, descriptions),
         "int4": int4_section(precision_table, int4_table),
+        "telemetry": telemetry_section(runs, energy_table, telemetry_table),
         "env_rows": env_rows,
         "config_json": (
             json.dumps(config, indent=2, sort_keys=True, default=str) if config is not None else ""
@@ -938,10 +942,15 @@ def write_report(
         title=title,
         scenario_descriptions=scenario_descriptions,
         definitions=definitions,
-        # Optional: metrics written before INT4 existed have neither table.
+        # Optional: metrics written before INT4 and telemetry existed lack these tables.
         **{
             arg: _read_csv(metrics_dir / file)
-            for arg, file in (("precision_table", "precisions.csv"), ("int4_table", "int4.csv"))
+            for arg, file in (
+                ("precision_table", "precisions.csv"),
+                ("int4_table", "int4.csv"),
+                ("energy_table", "energy.csv"),
+                ("telemetry_table", "telemetry.csv"),
+            )
             if (metrics_dir / file).is_file()
         },
     )

@@ -19,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
+from dualbench import telemetry
 from dualbench.backends import resolve
 from dualbench.provenance import environment
+from dualbench.telemetry_summary import WORKER_CPU_SOURCE
 
 # How long a worker may take to exit after "stop" before it is killed: it finishes the request
 # in flight first, so this bounds one request, not the run.
@@ -65,10 +67,18 @@ def _exit_reason(proc: subprocess.Popen) -> tuple[str, str]:
     return "error", f"worker exited with code {code} without a result (see its log)"
 
 
-def run(spec: dict, model_dirs: dict[str, str], work_dir: Path) -> dict:
+def run(
+    spec: dict,
+    model_dirs: dict[str, str],
+    work_dir: Path,
+    telemetry_csv: Path | None = None,
+    sources: list | None = None,
+) -> dict:
     """Run ``spec`` (from config.run_spec) and return the run record.
 
-    ``work_dir`` receives worker specs, results and logs.
+    ``work_dir`` receives worker specs, results and logs; ``telemetry_csv`` (default
+    work_dir/telemetry.csv) the samples of dualbench.telemetry. ``sources`` replaces the
+    backend's telemetry sources (tests use it to sample a stand-in npu-smi beside CPU workers).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +105,18 @@ def run(spec: dict, model_dirs: dict[str, str], work_dir: Path) -> dict:
     for name in slots:
         # A result left by an earlier run in this directory must never pass for this run's.
         (work_dir / f"result-{name}.json").unlink(missing_ok=True)
+    settings = spec.get("telemetry", {"enabled": False})
+    missing: dict[str, str] = {}
+    if not settings["enabled"]:
+        sources, missing = [], {"telemetry": "disabled in the config (telemetry.enabled)"}
+    elif sources is None:
+        sources, missing = telemetry.sources_for(backend.kind, slots)
+    sampler = telemetry.Sampler(sources, settings.get("interval_s", 1.0)).start()
+    idle_start_ns = time.perf_counter_ns()
+    if sources:
+        # The idle baseline: the devices as they are before any worker exists.
+        time.sleep(settings["idle_s"])
+    idle_end_ns = time.perf_counter_ns()
     try:
         for name, slot in slots.items():
             worker_spec = {
@@ -105,6 +127,8 @@ def run(spec: dict, model_dirs: dict[str, str], work_dir: Path) -> dict:
                 "seed": spec["seed"],
                 "duration_s": spec["duration_s"],
                 "result_path": str((work_dir / f"result-{name}.json").resolve()),
+                # In-process utilisation (torch.npu.utilization) is sampled by the worker.
+                "telemetry_interval_s": settings["interval_s"] if settings["enabled"] else None,
             }
             spec_path = work_dir / f"worker-{name}.json"
             spec_path.write_text(json.dumps(worker_spec, indent=2))
@@ -121,15 +145,29 @@ def run(spec: dict, model_dirs: dict[str, str], work_dir: Path) -> dict:
             )
             log.close()
             workers[name] = _Worker(slot, proc, events)
+            for source in sources:
+                if isinstance(source, telemetry.ProcessCpuSource) and source.slots == (name,):
+                    source.pid = proc.pid
         status, error = _coordinate(workers, events, deadline)
     finally:
+        sampler.stop()
         for w in workers.values():
             w.kill()
     record["status"], record["error"] = status, error
     record["elapsed_s"] = round(time.monotonic() - started, 3)
+    in_worker_rows = []
     for name, slot in slots.items():
         result_path = work_dir / f"result-{name}.json"
         result = json.loads(result_path.read_text()) if result_path.exists() else None
+        for t_ns, value in (result or {}).pop("utilization", None) or []:
+            in_worker_rows.append(
+                (t_ns, name, slot.label, "npu_util_pct", value, "torch.npu.utilization")
+            )
+        if settings["enabled"] and backend.kind == "cpu":
+            for t_ns, value in (result or {}).pop("cpu_times", None) or []:
+                in_worker_rows.append(
+                    (t_ns, name, slot.label, "cpu_time_s", value, WORKER_CPU_SOURCE)
+                )
         record["slots"][name] = {
             "slot": slot.to_dict(),
             "device": slot.label,
@@ -138,6 +176,18 @@ def run(spec: dict, model_dirs: dict[str, str], work_dir: Path) -> dict:
             "phase": workers[name].phase if name in workers else "not started",
             "result": result,
         }
+    telemetry_csv = Path(telemetry_csv or work_dir / "telemetry.csv")
+    sampler.write(telemetry_csv, in_worker_rows)
+    record["telemetry"] = {
+        **settings,
+        "file": telemetry_csv.name,
+        "idle_start_ns": idle_start_ns,
+        "idle_end_ns": idle_end_ns,
+        "sources": [s.describe() for s in sources],
+        "missing": missing,
+        "gaps": sampler.gaps,
+        "samples": len(sampler.rows) + len(in_worker_rows),
+    }
     return record
 
 
@@ -184,6 +234,6 @@ def _coordinate(workers: dict[str, _Worker], events: queue.Queue, deadline: floa
 def run_to_file(spec: dict, model_dirs: dict[str, str], out_path) -> dict:
     """``run`` with worker files beside ``out_path`` and the record written to it."""
     out_path = Path(out_path)
-    record = run(spec, model_dirs, out_path.parent / "workers")
+    record = run(spec, model_dirs, out_path.parent / "workers", out_path.parent / "telemetry.csv")
     out_path.write_text(json.dumps(record))
     return record

@@ -79,6 +79,19 @@ def criteria_met(calls: int, batch_size: int, min_requests: int, now_ns: int, de
     return now_ns >= deadline_ns and calls * batch_size >= min_requests
 
 
+def sample_utilization(read, interval_s: float, stop: threading.Event, out: list) -> None:
+    """Append (perf_counter_ns, percent) every ``interval_s`` until ``stop``: the device's own
+    view from inside the worker (torch.npu.utilization), beside npu-smi's from the parent. A
+    driver query, no device sync: it does not wait for the measured work."""
+    while not stop.wait(interval_s):
+        try:
+            value = read()
+        except Exception:
+            continue  # a gap, not a value
+        if value is not None:
+            out.append((time.perf_counter_ns(), float(value)))
+
+
 def run_worker(spec: dict, proto: Protocol) -> dict:
     from dualbench.backends import Slot, backend_class
 
@@ -130,8 +143,21 @@ def run_worker(spec: dict, proto: Protocol) -> dict:
     proto.send("ready", load_s=load_s, warmup_s=warmup_s)
     proto.wait_go()
     release_ns = time.perf_counter_ns()
+    utilization: list[tuple[int, float]] = []
+    stop_sampling = threading.Event()
+    interval = spec.get("telemetry_interval_s")
+    if interval and backend.utilization() is not None:
+        threading.Thread(
+            target=sample_utilization,
+            args=(backend.utilization, interval, stop_sampling, utilization),
+            daemon=True,
+        ).start()
     deadline_ns = release_ns + int(spec["duration_s"] * 1e9)
     calls, met_ns = [], None
+    # The worker's CPU seconds at release and after every call: the parent samples them too,
+    # but cannot read them after the worker exits, and the window ends at a last token, just
+    # before one does. process_time() is a vDSO clock read: nothing next to a generate call.
+    cpu_times = [(release_ns, time.process_time())]
     while not proto.stop.is_set():
         calls.append(
             timed_generate(
@@ -139,14 +165,18 @@ def run_worker(spec: dict, proto: Protocol) -> dict:
             )
         )
         now = time.perf_counter_ns()
+        cpu_times.append((now, time.process_time()))
         if met_ns is None and criteria_met(
             len(calls), batch, settings["min_requests"], now, deadline_ns
         ):
             met_ns = now
             proto.send("met")
+    stop_sampling.set()
     return {
         "slot": slot.to_dict(),
         "device": slot.label,
+        "utilization": utilization,
+        "cpu_times": cpu_times,
         "release_ns": release_ns,
         "met_ns": met_ns,
         "calls": calls,

@@ -339,12 +339,14 @@ def test_aggregate_writes_every_table(tmp_path):
     sources = {"A": "synthetic:llama-3.2-tiny", "B": "synthetic:llama-3.2-mini"}
     aggregate(paths, out, sources)
     assert sorted(p.name for p in out.iterdir()) == [
+        "energy.csv",
         "environment.json",
         "int4.csv",
         "precisions.csv",
         "requests.csv",
         "runs.csv",
         "scaling.csv",
+        "telemetry.csv",
     ]
     # no int4 runs, and records without conversion facts: headers only
     assert pd.read_csv(out / "int4.csv").empty

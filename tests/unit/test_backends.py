@@ -48,6 +48,7 @@ def _fake_torch_npu(calls: Calls, *, available: bool = True, count: int = 2):
         max_memory_allocated=calls.fn("max_memory_allocated", 1234),
         max_memory_reserved=calls.fn("max_memory_reserved", 5678),
         get_device_name=calls.fn("get_device_name", "Ascend910B2"),
+        utilization=calls.fn("utilization", 73),
         utils=types.SimpleNamespace(get_cann_version=lambda: "8.0.RC3"),
     )
     return mod
@@ -301,8 +302,13 @@ def test_cuda_worker_env_is_exact():
     assert env == {
         "CUDA_VISIBLE_DEVICES": "1",
         "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+        # NVML's order, so the parent samples the GPU the worker runs on
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     }
-    assert CudaBackend().worker_env(Slot("A", "cuda", 0)) == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert CudaBackend().worker_env(Slot("A", "cuda", 0)) == {
+        "CUDA_VISIBLE_DEVICES": "0",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    }
 
 
 def test_cpu_worker_env_threads_match_slot_cores():
@@ -359,6 +365,7 @@ def test_npu_calls_torch_npu(fake_npu):
     assert mem == {
         "peak_mem_bytes": 1234,
         "mem_reserved_peak_bytes": 5678,
+        "fragmentation": pytest.approx(1 - 1234 / 5678),
         "mem_source": "torch.npu.max_memory_allocated",
     }
 
@@ -410,6 +417,7 @@ def test_cuda_calls_torch_cuda(monkeypatch):
     assert mem == {
         "peak_mem_bytes": 11,
         "mem_reserved_peak_bytes": 22,
+        "fragmentation": 0.5,
         "mem_source": "torch.cuda.max_memory_allocated",
     }
 
@@ -469,3 +477,14 @@ def test_device_modules_are_not_imported_at_module_level():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 top.add(node.module.split(".")[0])
         assert not top & {"torch", "torch_npu"}, name
+
+
+def test_npu_utilization_comes_from_torch_npu(fake_npu):
+    _, calls = fake_npu()
+    assert NpuBackend().utilization() == 73.0
+    assert ("utilization", ()) in calls
+
+
+def test_cpu_and_cuda_have_no_in_process_utilization():
+    assert CpuBackend().utilization() is None
+    assert CudaBackend().utilization() is None

@@ -70,6 +70,7 @@ def test_validate_fills_schema_defaults():
             }
         },
         "run": {"timeout_s": 1800},
+        "telemetry": {"enabled": True, "interval_s": 0.2, "idle_s": 2},
         "report": {"title": "dualbench: two Llama 3.2 models side by side"},
     }
     assert raw == base()  # the input is not modified
@@ -301,7 +302,7 @@ def test_params_are_canonical_json(raw):
         '{"device":"auto","duration_s":2,"layout":"alone_A","precision":"bf16",'
         '"scenario":"short","seed":0,"slots":{"A":{"batch_size":1,"device":"cpu:0-3",'
         '"min_requests":3,"model":"A","new_tokens":4,"prompt_tokens":16,"warmup_requests":1}},'
-        '"timeout_s":1800}'
+        '"telemetry":{"enabled":true,"idle_s":2,"interval_s":0.2},"timeout_s":1800}'
     )
 
 
@@ -315,6 +316,7 @@ def test_run_spec_alone_contains_only_its_slot(raw):
         "duration_s": 2,
         "seed": 0,
         "timeout_s": 1800,
+        "telemetry": {"enabled": True, "interval_s": 0.2, "idle_s": 2},
         "slots": {
             "B": {
                 "prompt_tokens": 32,

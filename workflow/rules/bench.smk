@@ -3,6 +3,7 @@ rule run:
         unpack(run_inputs),
     output:
         "results/runs/{scenario}/{precision}/{layout}/run.json",
+        "results/runs/{scenario}/{precision}/{layout}/telemetry.csv",
     # A run owns the whole machine: nothing may share its cores while it measures.
     threads: workflow.cores
     params:
@@ -20,6 +21,8 @@ rule aggregate:
         scaling="results/metrics/scaling.csv",
         precisions="results/metrics/precisions.csv",
         int4="results/metrics/int4.csv",
+        energy="results/metrics/energy.csv",
+        telemetry="results/metrics/telemetry.csv",
         environment="results/metrics/environment.json",
     params:
         models=dbconfig.canonical({s: CFG["models"][s]["source"] for s in SLOTS}),

@@ -148,6 +148,11 @@ class Backend:
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, MemoryError)
 
+    def utilization(self) -> float | None:
+        """The device's busy percentage as the runtime reports it in-process, or None where the
+        backend has no such call (CPU; CUDA's goes through NVML, sampled by the parent)."""
+        return None
+
 
 class AcceleratorBackend(Backend):
     """NPU and CUDA workers differ only in the device module: torch_npu registers ``torch.npu``
@@ -176,8 +181,12 @@ class AcceleratorBackend(Backend):
         self.device_module.synchronize()
 
     def memory(self) -> dict[str, Any]:
+        allocated = self.device_module.max_memory_allocated()
+        reserved = self.device_module.max_memory_reserved()
         return {
-            "peak_mem_bytes": self.device_module.max_memory_allocated(),
-            "mem_reserved_peak_bytes": self.device_module.max_memory_reserved(),
+            "peak_mem_bytes": allocated,
+            "mem_reserved_peak_bytes": reserved,
+            # Memory the caching allocator holds but the model does not use at the peak.
+            "fragmentation": 1 - allocated / reserved if reserved else None,
             "mem_source": f"torch.{self.kind}.max_memory_allocated",
         }

@@ -27,6 +27,11 @@ class CudaBackend(AcceleratorBackend):
             # A broken driver install must make `device: auto` fall back, not crash.
             return False
 
+    def worker_env(self, slot, allocator: str = "") -> dict[str, str]:
+        # CUDA numbers GPUs fastest-first by default, NVML by PCI bus: in PCI order the index
+        # in CUDA_VISIBLE_DEVICES and the one the parent samples with NVML are the same GPU.
+        return {**super().worker_env(slot, allocator), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+
     @property
     def device_module(self):
         import torch

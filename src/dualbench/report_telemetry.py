@@ -1,0 +1,128 @@
+"""The report's "Utilisation and energy" section, from runs.csv, energy.csv and telemetry.csv
+(dualbench.analysis). It arranges and formats; every number comes from the tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from dualbench.report import (
+    DASH,
+    SLOT_COLORS,
+    _figure,
+    _label,
+    _ordered,
+    fmt_fixed,
+    fmt_pct,
+)
+
+# Utilisation metrics drawn on the timelines, with their legend names.
+UTIL_TRACES = {
+    "cpu_util_pct": "CPU time",
+    "aicore_pct": "AI Core (npu-smi)",
+    "npu_util_pct": "torch.npu.utilization",
+    "gpu_util_pct": "GPU (NVML)",
+}
+MAX_TIMELINES = 8
+
+
+def _num(value, decimals: int = 1) -> str:
+    v = pd.to_numeric(value, errors="coerce")
+    return fmt_fixed(v, decimals) if pd.notna(v) else DASH
+
+
+def _slot_rows(runs: pd.DataFrame) -> list[dict[str, str]]:
+    rows = []
+    for r in runs.to_dict("records"):
+        rows.append(
+            {
+                "run_id": r["run_id"],
+                "label": _label(r["layout"], r["slot"]),
+                "util": fmt_pct(pd.to_numeric(r.get("util_pct"), errors="coerce") / 100),
+                "util_source": r.get("util_source") or DASH,
+                "active": fmt_pct(pd.to_numeric(r.get("active_pct"), errors="coerce") / 100),
+                "energy": _num(r.get("energy_j")),
+                "energy_net": _num(r.get("energy_net_j")),
+                "power": _num(r.get("power_mean_w")),
+                "tokens_per_j": _num(r.get("tokens_per_j"), 3),
+                "note": r.get("energy_note") or "",
+            }
+        )
+    return rows
+
+
+def _run_rows(energy: pd.DataFrame) -> list[dict[str, str]]:
+    return [
+        {
+            "run_id": r["run_id"],
+            "devices": r.get("devices") or DASH,
+            "window": _num(r.get("window_s"), 2),
+            "energy": _num(r.get("energy_j")),
+            "energy_net": _num(r.get("energy_net_j")),
+            "power": _num(r.get("power_mean_w")),
+            "tokens_per_j": _num(r.get("tokens_per_j"), 3),
+            "tokens_per_j_net": _num(r.get("tokens_per_j_net"), 3),
+            "source": r.get("energy_source") or DASH,
+            "note": r.get("energy_note") or "",
+        }
+        for r in energy.to_dict("records")
+    ]
+
+
+def _fig_timelines(samples: pd.DataFrame, runs: pd.DataFrame, metrics: dict, ylabel: str):
+    import matplotlib.pyplot as plt
+
+    data = samples[samples["metric"].isin(metrics)]
+    co = runs[runs["layout"] == "colocated"]
+    run_ids = [r for r in _ordered(co["run_id"]) if r in set(data["run_id"])][:MAX_TIMELINES]
+    if not run_ids:
+        return "No samples of this kind in the co-located runs."
+    fig, axes = plt.subplots(
+        len(run_ids), 1, figsize=(10.0, 0.6 + 1.6 * len(run_ids)), squeeze=False
+    )
+    for ax, run_id in zip(axes[:, 0], run_ids, strict=True):
+        sel = data[data["run_id"] == run_id]
+        for (slots, device, metric), trace in sel.groupby(["slots", "device", "metric"]):
+            trace = trace.sort_values("t_s")
+            color = SLOT_COLORS.get(str(slots), "#555555")
+            ax.plot(trace["t_s"], trace["value"], color=color, lw=1.2,
+                    label=f"{slots} · {device} · {metrics[metric]}")  # fmt: skip
+        window = co[co["run_id"] == run_id]
+        if len(window.dropna(subset=["window_start_s", "window_end_s"])):
+            ax.axvspan(window["window_start_s"].max(), window["window_end_s"].min(),
+                       color="#4c8c6a", alpha=0.15, lw=0)  # fmt: skip
+        ax.set_title(run_id, fontsize=9, loc="left")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[-1, 0].set_xlabel("seconds since the barrier release (shaded: co-located window)")
+    fig.tight_layout()
+    return fig
+
+
+def telemetry_section(
+    runs: pd.DataFrame, energy: pd.DataFrame | None, samples: pd.DataFrame | None
+) -> dict[str, Any] | None:
+    """The section's context, or None for metrics written before telemetry existed."""
+    if energy is None or "util_pct" not in runs:
+        return None
+    samples = samples if samples is not None else pd.DataFrame(columns=["run_id", "metric"])
+    notes = sorted({n for n in energy.get("energy_note", pd.Series(dtype=str)).dropna() if n})
+    return {
+        "slots": _slot_rows(runs),
+        "runs": _run_rows(energy),
+        "notes": notes,
+        "figures": [
+            _figure(
+                "Utilisation over time",
+                "Per slot, the device's busy share as sampled in the parent (CPU: CPU time "
+                "between two samples over the slot's cores).",
+                lambda: _fig_timelines(samples, runs, UTIL_TRACES, "%"),
+            ),
+            _figure(
+                "Power over time",
+                "Sampled power of each device (npu-smi, NVML).",
+                lambda: _fig_timelines(samples, runs, {"power_w": "power"}, "W"),
+            ),
+        ],
+    }
