@@ -334,9 +334,6 @@ class ReferenceKernel(Kernel):
         return nn.functional.linear(x, state["weight"])
 
 
-_NIBBLE_SHIFTS = torch.arange(0, 32, 4, dtype=torch.int32)
-
-
 class CpuKernel(Kernel):
     """torch's CPU int4pack kernels. Checked here on 2.13: the pack op needs N % 16 == 0 and
     even K; the matmul takes bf16/fp16/fp32 activations but is fast only with bf16."""
@@ -363,11 +360,9 @@ class CpuKernel(Kernel):
         chunks = []
         for start in range(0, out_features, self.ROWS_PER_CHUNK):
             rows = packed[start : start + self.ROWS_PER_CHUNK]
-            # Straight from the words to int32 (element i at bits 4i): a quarter faster than
-            # splitting bytes and widening, measured on the 1B shape's layers.
-            unsigned = torch.empty(*rows.shape, 8, dtype=torch.int32)
-            torch.bitwise_right_shift(rows.unsqueeze(-1), _NIBBLE_SHIFTS, out=unsigned)
-            unsigned = (unsigned.view(rows.shape[0], -1)[:, :in_features] & 0xF).contiguous()
+            # Split the bytes, then widen: measured on the 1B shape, this is 2.5x faster than
+            # shifting the int32 words into an int32 [N, K] directly (1.2 s against 2.9 s).
+            unsigned = _nibbles(rows, (rows.shape[0], in_features)).to(torch.int32)
             # innerKTiles is ignored by the CPU op; the layout it returns is opaque.
             chunks.append(torch.ops.aten._convert_weight_to_int4pack_for_cpu(unsigned, 1))
         return {

@@ -27,26 +27,32 @@ UTIL_TRACES = {
 MAX_TIMELINES = 8
 
 
+def _text(value, empty: str = DASH) -> str:
+    """A CSV text cell: NaN (an empty cell read back) and "" are empty."""
+    return empty if value is None or pd.isna(value) or value == "" else str(value)
+
+
 def _num(value, decimals: int = 1) -> str:
     v = pd.to_numeric(value, errors="coerce")
     return fmt_fixed(v, decimals) if pd.notna(v) else DASH
 
 
-def _slot_rows(runs: pd.DataFrame) -> list[dict[str, str]]:
+def _slot_rows(runs: pd.DataFrame, notes: list[str]) -> list[dict[str, str]]:
     rows = []
     for r in runs.to_dict("records"):
+        note = _text(r.get("energy_note"), "")
         rows.append(
             {
                 "run_id": r["run_id"],
                 "label": _label(r["layout"], r["slot"]),
                 "util": fmt_pct(pd.to_numeric(r.get("util_pct"), errors="coerce") / 100),
-                "util_source": r.get("util_source") or DASH,
+                "util_source": _text(r.get("util_source")),
                 "active": fmt_pct(pd.to_numeric(r.get("active_pct"), errors="coerce") / 100),
                 "energy": _num(r.get("energy_j")),
                 "energy_net": _num(r.get("energy_net_j")),
                 "power": _num(r.get("power_mean_w")),
                 "tokens_per_j": _num(r.get("tokens_per_j"), 3),
-                "note": r.get("energy_note") or "",
+                "note": "see above" if note in notes else note,
             }
         )
     return rows
@@ -56,15 +62,15 @@ def _run_rows(energy: pd.DataFrame) -> list[dict[str, str]]:
     return [
         {
             "run_id": r["run_id"],
-            "devices": r.get("devices") or DASH,
+            "devices": _text(r.get("devices")),
             "window": _num(r.get("window_s"), 2),
             "energy": _num(r.get("energy_j")),
             "energy_net": _num(r.get("energy_net_j")),
             "power": _num(r.get("power_mean_w")),
             "tokens_per_j": _num(r.get("tokens_per_j"), 3),
             "tokens_per_j_net": _num(r.get("tokens_per_j_net"), 3),
-            "source": r.get("energy_source") or DASH,
-            "note": r.get("energy_note") or "",
+            "source": _text(r.get("energy_source")),
+            "note": _text(r.get("energy_note"), ""),
         }
         for r in energy.to_dict("records")
     ]
@@ -107,9 +113,9 @@ def telemetry_section(
     if energy is None or "util_pct" not in runs:
         return None
     samples = samples if samples is not None else pd.DataFrame(columns=["run_id", "metric"])
-    notes = sorted({n for n in energy.get("energy_note", pd.Series(dtype=str)).dropna() if n})
+    notes = sorted({_text(n, "") for n in energy.get("energy_note", [])} - {""})
     return {
-        "slots": _slot_rows(runs),
+        "slots": _slot_rows(runs, notes),
         "runs": _run_rows(energy),
         "notes": notes,
         "figures": [
