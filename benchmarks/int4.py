@@ -12,7 +12,7 @@ linear-weight bytes / bf16 <= 0.30.
 
 The INT4 model is measured twice: with the default lm_head kept 16-bit (tied to the
 embedding), and with lm_head quantised too (int4.quantize_lm_head: true), because at the 1B
-shape the 16-bit lm_head is a third of the bf16 model's per-token weight traffic.
+shape a 16-bit lm_head is half of the INT4 model's per-token weight reads.
 """
 
 from __future__ import annotations
