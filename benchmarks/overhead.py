@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import build_mini_bf16  # benchmarks/common.py (the script's directory)
+
 from dualbench import config, runner
 from dualbench.analysis import run_tables
 from dualbench.backends import resolve
@@ -83,14 +85,7 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="dualbench-overhead-"))
-    model_dir = args.model_dir
-    if model_dir is None:
-        from dualbench.convert import convert
-        from dualbench.sources import fetch
-
-        fetch("synthetic:llama-3.2-mini", work / "base")
-        convert(work / "base", "bf16", work / "bf16")
-        model_dir = str(work / "bf16")
+    model_dir = args.model_dir or build_mini_bf16(work)
     _, slots = resolve("cpu", "auto")
     cores = list(slots["A"].cores)
     print(f"model {model_dir}, slot A cores {cores}, {args.duration:.0f} s per measurement")

@@ -16,6 +16,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from common import build_mini_bf16  # benchmarks/common.py (the script's directory)
+
 from dualbench import config, runner
 from dualbench.analysis import run_tables
 
@@ -49,14 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dualbench-telemetry-"))
-    model_dir = args.model_dir
-    if model_dir is None:
-        from dualbench.convert import convert
-        from dualbench.sources import fetch
-
-        fetch("synthetic:llama-3.2-mini", work / "base")
-        convert(work / "base", "bf16", work / "bf16")
-        model_dir = str(work / "bf16")
+    model_dir = args.model_dir or build_mini_bf16(work)
     print(f"model {model_dir}, {args.duration:.0f} s per run, interval {args.interval} s")
     ratios, speeds = [], {True: [], False: []}
     for i in range(args.rounds):

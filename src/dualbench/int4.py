@@ -299,13 +299,20 @@ class Kernel:
         raise NotImplementedError
 
 
-def _check_group(module: str, weight: Int4Weight, kernel: str) -> None:
+def _check_int4pack(module: str, weight: Int4Weight, kernel: str, row_multiple: int) -> None:
+    """The limits torch's int4pack ops (CPU and CUDA) share: a group size they know that
+    divides K, and N a multiple of their row block."""
     out_features, in_features = weight.shape
     if weight.group_size not in GROUP_SIZES or in_features % weight.group_size:
         raise Int4Error(
             f"{kernel} needs a group size in {GROUP_SIZES} dividing the input features; "
             f"{module} has {in_features} inputs and group size {weight.group_size}: "
             "change int4.group_size"
+        )
+    if out_features % row_multiple:
+        raise Int4Error(
+            f"{kernel} needs output features divisible by {row_multiple}; {module} has "
+            f"{out_features}: set int4.kernel: reference for this model"
         )
 
 
@@ -341,13 +348,7 @@ class CpuKernel(Kernel):
     name = "aten._weight_int4pack_mm_for_cpu"
 
     def check(self, module, weight):
-        _check_group(module, weight, self.name)
-        out_features, _ = weight.shape
-        if out_features % 16:
-            raise Int4Error(
-                f"{self.name} needs output features divisible by 16; {module} has "
-                f"{out_features}: set int4.kernel: reference for this model"
-            )
+        _check_int4pack(module, weight, self.name, row_multiple=16)
 
     # The op takes int32 [N, K], 4 bytes per weight: an lm_head at once would need 1 GiB
     # transiently and set the worker's peak memory. Its output is row-blocked (64 rows or
@@ -389,13 +390,7 @@ class CudaKernel(Kernel):
     name = "aten._weight_int4pack_mm (tinygemm)"
 
     def check(self, module, weight):
-        _check_group(module, weight, self.name)
-        out_features, _ = weight.shape
-        if out_features % 8:
-            raise Int4Error(
-                f"{self.name} needs output features divisible by 8; {module} has "
-                f"{out_features}: set int4.kernel: reference for this model"
-            )
+        _check_int4pack(module, weight, self.name, row_multiple=8)
 
     @staticmethod
     def inner_k_tiles(in_features: int) -> int:

@@ -148,6 +148,8 @@ def test_own_devices_get_their_energy_and_tokens_per_joule():
     assert run["energy_j"] == pytest.approx(1800.0)
     assert run["tokens_per_j"] == pytest.approx(900 / 1800)
     assert run["energy_net_j"] == pytest.approx(1800 - 90 * 10)
+    assert run["tokens_per_j_net"] == pytest.approx(900 / 900)
+    assert run["power_mean_w"] == pytest.approx(180.0)
 
 
 def test_a_shared_device_is_the_runs_not_a_slots():
