@@ -163,11 +163,12 @@ def run(
             in_worker_rows.append(
                 (t_ns, name, slot.label, "npu_util_pct", value, "torch.npu.utilization")
             )
+        cpu_times = (result or {}).pop("cpu_times", None) or []
         if settings["enabled"] and backend.kind == "cpu":
-            for t_ns, value in (result or {}).pop("cpu_times", None) or []:
-                in_worker_rows.append(
-                    (t_ns, name, slot.label, "cpu_time_s", value, WORKER_CPU_SOURCE)
-                )
+            in_worker_rows += [
+                (t_ns, name, slot.label, "cpu_time_s", value, WORKER_CPU_SOURCE)
+                for t_ns, value in cpu_times
+            ]
         record["slots"][name] = {
             "slot": slot.to_dict(),
             "device": slot.label,

@@ -140,18 +140,20 @@ def run_worker(spec: dict, proto: Protocol) -> dict:
         timed_generate(model, pool[i % len(pool)], mask, gen_config, backend.synchronize)
     warmup_s = time.perf_counter() - warmup_started
 
-    proto.send("ready", load_s=load_s, warmup_s=warmup_s)
-    proto.wait_go()
-    release_ns = time.perf_counter_ns()
+    # Started before the barrier so that nothing new begins at release; samples from before
+    # the window are dropped by the analysis like any other.
     utilization: list[tuple[int, float]] = []
     stop_sampling = threading.Event()
     interval = spec.get("telemetry_interval_s")
-    if interval and backend.utilization() is not None:
+    if interval and backend.in_process_utilization:
         threading.Thread(
             target=sample_utilization,
             args=(backend.utilization, interval, stop_sampling, utilization),
             daemon=True,
         ).start()
+    proto.send("ready", load_s=load_s, warmup_s=warmup_s)
+    proto.wait_go()
+    release_ns = time.perf_counter_ns()
     deadline_ns = release_ns + int(spec["duration_s"] * 1e9)
     calls, met_ns = [], None
     # The worker's CPU seconds at release and after every call: the parent samples them too,

@@ -483,8 +483,10 @@ def test_npu_utilization_comes_from_torch_npu(fake_npu):
     _, calls = fake_npu()
     assert NpuBackend().utilization() == 73.0
     assert ("utilization", ()) in calls
+    assert NpuBackend.in_process_utilization
 
 
 def test_cpu_and_cuda_have_no_in_process_utilization():
     assert CpuBackend().utilization() is None
     assert CudaBackend().utilization() is None
+    assert not CpuBackend.in_process_utilization and not CudaBackend.in_process_utilization

@@ -148,6 +148,9 @@ class Backend:
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, MemoryError)
 
+    # Whether utilization() has something to read (the worker samples it only then).
+    in_process_utilization = False
+
     def utilization(self) -> float | None:
         """The device's busy percentage as the runtime reports it in-process, or None where the
         backend has no such call (CPU; CUDA's goes through NVML, sampled by the parent)."""

@@ -95,6 +95,8 @@ class NpuBackend(AcceleratorBackend):
             "cann_version": _try(lambda: self.device_module.utils.get_cann_version()),
         }
 
+    in_process_utilization = True
+
     def utilization(self) -> float | None:
         # torch_npu/npu/__init__.py: utilization(device=None), the AI Core busy percentage.
         return float(self.device_module.utilization())
