@@ -125,26 +125,13 @@ def _convert_int4(source: dict, out_dir: Path, settings: dict) -> dict:
 
 def linear_weight_bytes(model_dir: Path) -> int:
     """Bytes of the decoder blocks' linear weights as stored (INT4: packed values, scales,
-    zero points and shapes), read from the safetensors headers."""
-    from safetensors import safe_open
+    zero points and shapes), from the safetensors headers' byte offsets."""
+    from dualbench.int4 import SafetensorsFile
 
     total = 0
     for path in Path(model_dir).glob("*.safetensors"):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 (safe_open is not a Mapping)
-                if BLOCK_LINEAR.search(key):
-                    t = f.get_slice(key)
-                    total += _numel(t.get_shape()) * _itemsize(t.get_dtype())
+        for key, info in SafetensorsFile(path).entries.items():
+            if BLOCK_LINEAR.search(key):
+                begin, end = info["data_offsets"]
+                total += end - begin
     return total
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
-def _itemsize(dtype: str) -> int:
-    sizes = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 2}
-    return sizes.get(dtype, 1)

@@ -194,7 +194,6 @@ def read_scheme(model_dir: Path) -> dict:
     return {
         "group_size": int(weights["group_size"]),
         "symmetric": bool(weights["symmetric"]),
-        "ignore": list(qc.get("ignore") or []),
     }
 
 
@@ -209,7 +208,7 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-class _SafetensorsFile:
+class SafetensorsFile:
     """A safetensors file read tensor by tensor with plain file reads.
 
     Written by hand (the format is an 8-byte header length, a JSON header of dtype, shape and
@@ -250,7 +249,7 @@ def read_int4_weights(model_dir: Path) -> Int4Checkpoint:
     scheme = read_scheme(model_dir)
     files = {}
     for path in sorted(Path(model_dir).glob("*.safetensors")):
-        file = _SafetensorsFile(path)
+        file = SafetensorsFile(path)
         files.update(dict.fromkeys(file.entries, file))
     packed_keys = [k for k in files if k.endswith(".weight_packed")]
     # Everything but the packed words is read now: 16-bit tensors, scales, zero points, shapes.

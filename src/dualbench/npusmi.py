@@ -5,7 +5,6 @@ Formats (real captures in tests/fixtures/npu-smi/, facts from the npu-smi source
   by a TAB, one ``key : value`` each; the field set depends on chip and driver (newer 910B
   drivers add ``Aivector Usage Rate(%)``, ``NPU Utilization(%)``), and ``Chip ID : N`` comes
   after a chip's fields, not before;
-- ``info watch`` streams a header row and then rows of 12-character columns;
 - ``info -m`` maps NPU ID and Chip ID to the Chip Logic ID the runtime (and
   ASCEND_RT_VISIBLE_DEVICES) numbers devices by; MCU chips have ``-`` as logic id.
 
@@ -18,7 +17,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-# Key/value fields dualbench samples: npu-smi name -> (metric, unit scale).
+# Usage fields dualbench samples: npu-smi name -> metric.
 USAGE_FIELDS = {
     "Aicore Usage Rate(%)": "aicore_pct",
     "Aivector Usage Rate(%)": "aivector_pct",
@@ -26,12 +25,9 @@ USAGE_FIELDS = {
     "HBM Usage Rate(%)": "hbm_usage_pct",
     "HBM Bandwidth Usage Rate(%)": "hbm_bw_pct",
 }
-POWER_FIELDS = {
-    # 910B prints "Power Dissipation(W)" in some drivers and "NPU Real-time Power(W)" in others;
-    # on Atlas 200I A2 both appear and the real-time one is the instantaneous reading.
-    "NPU Real-time Power(W)": "power_w",
-}
-FALLBACK_POWER_FIELD = "Power Dissipation(W)"
+# The instantaneous reading first: on Atlas 200I A2 both appear, and "Power Dissipation(W)" is
+# what some 910B drivers print instead.
+POWER_FIELDS = ("NPU Real-time Power(W)", "Power Dissipation(W)")
 TIMEOUT_S = 10
 
 
@@ -72,29 +68,11 @@ def parse_usages(text: str) -> dict[str, float]:
 def parse_power(text: str) -> float:
     """``npu-smi info -t power -i ID`` -> watts (the real-time reading where printed)."""
     fields = parse_key_values(text)
-    for name in (*POWER_FIELDS, FALLBACK_POWER_FIELD):
+    for name in POWER_FIELDS:
         number = _number(fields.get(name, ""))
         if number is not None:
             return number
     raise NpuSmiError(f"no power field in npu-smi output: {_head(text)!r}")
-
-
-def parse_watch(text: str) -> list[dict[str, float]]:
-    """``npu-smi info watch`` rows -> [{column: value}] (header names as printed)."""
-    rows, header = [], None
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if header is None or line.lstrip().startswith("NpuID"):
-            header = re.split(r"\s{2,}|(?<=\))\s+", line.strip())
-            continue
-        cells = line.split()
-        if len(cells) != len(header):
-            continue  # a partial row (the stream was cut mid-line)
-        row = {name: _number(cell) for name, cell in zip(header, cells, strict=True)}
-        if all(v is not None for v in row.values()):
-            rows.append(row)
-    return rows
 
 
 def parse_mapping(text: str) -> dict[int, tuple[int, int]]:
