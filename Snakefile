@@ -1,9 +1,12 @@
 # dualbench: two Llama 3.2 models side by side. The engine (src/dualbench) does the work;
 # these rules decide what runs and what is cached. Every rule gets exactly the config slice it
 # reads, as one canonical JSON string (dualbench.config), so an edit reruns only what it touches.
+import sys
+
 from snakemake.utils import min_version
 
 from dualbench import config as dbconfig
+from dualbench.hardware import Machine
 
 min_version("9.11")
 
@@ -11,10 +14,18 @@ min_version("9.11")
 configfile: "config/config.yaml"
 
 
+# Checked against this machine (devices, cores; device: auto and precision native16 resolved)
+# only where the jobs run here: a cluster's login node is not the machine that measures.
+MACHINE = Machine() if workflow.local_exec and not workflow.remote_exec else None
 try:
-    CFG = dbconfig.validate(config)
+    # Snakemake's YAML loader keeps the last of a duplicated key: read each file again.
+    for path in workflow.configfiles:
+        dbconfig.read_yaml(path)
+    CFG = dbconfig.validate(config, MACHINE)
 except dbconfig.ConfigError as error:
     raise SystemExit(f"dualbench: config error: {error}")
+for line in CFG["resolved"]["notes"] + CFG["resolved"]["warnings"]:
+    print(f"dualbench: {line}", file=sys.stderr)
 
 
 include: "workflow/rules/common.smk"

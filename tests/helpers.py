@@ -47,6 +47,31 @@ TINY_CONFIG = {
 }
 
 
+def fake_machine(
+    native_bf16: bool = True,
+    cores: tuple[int, ...] = (0, 1),
+    cuda=None,
+    npu=None,
+    torch_npu: bool = False,
+    cpu_only_torch: bool = True,
+):
+    """A stand-in for dualbench.hardware.Machine with chosen facts: an x86 CPU with or
+    without AVX512-BF16, and the accelerators nvidia-smi / npu-smi would list (None: the tool
+    is not installed)."""
+    from types import SimpleNamespace
+
+    from dualbench.hardware import CpuFacts
+
+    flags = ("avx2", "fma", "avx512f", "avx512_bf16") if native_bf16 else ("avx2", "fma")
+    return SimpleNamespace(
+        cpu=CpuFacts("x86_64", "test CPU", flags, tuple(cores)),
+        cuda=cuda,
+        npu=npu,
+        has_torch_npu=torch_npu,
+        cpu_only_torch=cpu_only_torch,
+    )
+
+
 def tiny_config() -> dict:
     return copy.deepcopy(TINY_CONFIG)
 

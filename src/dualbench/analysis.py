@@ -46,6 +46,7 @@ RUN_COLUMNS = [
     "error",
     "valid",
     "invalid_reasons",
+    "warnings",
     "prompt_tokens",
     "new_tokens",
     "batch_size",
@@ -201,6 +202,8 @@ def run_tables(
             "error": record["error"],
             "valid": not reasons,
             "invalid_reasons": "; ".join(reasons),
+            # Allowed but flagged: e.g. a dtype this device only emulates (DESIGN §6).
+            "warnings": "; ".join(record.get("warnings", [])),
             "prompt_tokens": settings["prompt_tokens"],
             "new_tokens": settings["new_tokens"],
             "batch_size": settings["batch_size"],

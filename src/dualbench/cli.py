@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dualbench.backends.base import DeviceError
 from dualbench.config import ConfigError
+from dualbench.precisions import PRECISION_DTYPES
 from dualbench.sources import SourceError
 
 USER_ERRORS = (ConfigError, SourceError, DeviceError)
@@ -36,8 +37,11 @@ def user_errors_exit():
 
 def _cmd_check_config(args) -> None:
     from dualbench import config
+    from dualbench.hardware import Machine
 
-    cfg = config.load(args.config)
+    cfg = config.load(args.config, Machine())
+    for line in cfg["resolved"]["notes"] + cfg["resolved"]["warnings"]:
+        print(f"{args.config}: {line}")
     runs = len(cfg["scenarios"]) * len(cfg["precisions"]) * len(cfg["layouts"])
     print(f"{args.config}: valid ({runs} runs)")
 
@@ -62,9 +66,10 @@ def _cmd_convert(args) -> None:
 
 def _cmd_run(args) -> None:
     from dualbench import config
+    from dualbench.hardware import Machine
     from dualbench.runner import run_to_file
 
-    cfg = config.load(args.config)
+    cfg = config.load(args.config, Machine())
     spec = config.run_spec(cfg, args.scenario, args.precision, args.layout)
     models = {
         slot: args.models.format(slot=slot, precision=args.precision) for slot in spec["slots"]
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("convert", help="convert a fetched model to a precision")
     p.add_argument("base")
-    p.add_argument("precision", choices=["bf16", "fp16", "int4"])
+    p.add_argument("precision", choices=sorted(PRECISION_DTYPES))
     p.add_argument("out")
     p.add_argument("--group-size", type=int, default=128, choices=[32, 64, 128, 256])
     p.add_argument("--symmetric", action="store_true", help="int4: no zero points")

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+from dualbench.backends.base import DeviceError, format_cores, parse_cores
+from dualbench.precisions import NATIVE16, emulation_warning, resolve_native16
+from dualbench.sources import SourceError, parse_source, validate_checkpoint
 
 SLOT_NAMES = ("A", "B")
 LAYOUTS = ("alone_A", "alone_B", "colocated")
@@ -101,12 +106,18 @@ def _one_line(error: jsonschema.ValidationError) -> str:
     return f"{key}: {message}"
 
 
-def validate(raw: dict) -> dict:
+def validate(raw: dict, machine=None) -> dict:
     """Validate ``raw`` against the schema and return a new dict with defaults filled in.
+
+    ``machine`` (a dualbench.hardware.Machine, or a test's stand-in with the same attributes)
+    adds the checks against this machine's hardware and resolves ``device: auto`` and the
+    ``native16`` precision; without one (a cluster's login node, unit tests) neither happens
+    and ``native16`` is refused. What was resolved is kept under ``cfg["resolved"]``.
 
     Raises ConfigError with one line naming the offending key.
     """
     cfg = copy.deepcopy(raw if raw is not None else {})
+    _check_finite(cfg, "")
     validator = _validator_with_defaults()(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.message))
     if errors:
@@ -116,11 +127,26 @@ def validate(raw: dict) -> dict:
     # validator as it descends; run it once more so nested defaults of defaults settle.
     validator.validate(cfg)
     _check_semantics(cfg)
+    cfg["resolved"] = _resolve_on(machine, cfg) if machine is not None else _unresolved(cfg)
+    cfg["precisions"] = cfg["resolved"]["precisions"]
     return cfg
 
 
+def _check_finite(value: Any, key: str) -> None:
+    # YAML reads .nan and .inf as floats, and every comparison with NaN is false, so
+    # "exclusiveMinimum: 0" lets a NaN duration through: refuse them all before the schema.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: {value} is not a finite number; write a number such as 10")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{key}.{i}")
+
+
 def _check_semantics(cfg: dict) -> None:
-    """Rules the schema cannot express: availability, context length, slot devices."""
+    """Rules the schema cannot express: source syntax and checkpoints, context length, slots."""
     slots = cfg["slots"]
     if slots != "auto":
         kinds = {s.split(":", 1)[0] for s in slots}
@@ -134,9 +160,13 @@ def _check_semantics(cfg: dict) -> None:
             )
     limits = {}
     for slot in SLOT_NAMES:
+        source = cfg["models"][slot]["source"]
         try:
-            limits[slot] = model_context_length(cfg["models"][slot]["source"])
-        except ConfigError as error:
+            kind, ref = parse_source(source)
+            if kind == "local":
+                validate_checkpoint(Path(ref).expanduser(), source)
+            limits[slot] = model_context_length(source)
+        except (ConfigError, SourceError) as error:
             raise ConfigError(f"models.{slot}.source: {error}") from None
     for name in cfg["scenarios"]:
         for slot in SLOT_NAMES:
@@ -150,13 +180,131 @@ def _check_semantics(cfg: dict) -> None:
                 )
 
 
+def _unresolved(cfg: dict) -> dict:
+    if NATIVE16 in cfg["precisions"]:
+        raise ConfigError(
+            "precisions: native16 is resolved against the hardware of the machine that runs "
+            "Snakemake, which is not checked here (cluster execution); name the precision "
+            "instead: bf16, fp16 or fp32"
+        )
+    return {
+        "device": cfg["device"],
+        "precisions": list(cfg["precisions"]),
+        "notes": [],
+        "warnings": [],
+        "cpu": None,
+    }
+
+
+def _resolve_on(machine, cfg: dict) -> dict:
+    """Check the config against ``machine`` and resolve what depends on its hardware."""
+    kind = _device_kind(machine, cfg)
+    devices = _check_slots(machine, cfg, kind)
+    precisions, notes = [], []
+    for precision in cfg["precisions"]:
+        concrete = precision
+        if precision == NATIVE16:
+            concrete, why = resolve_native16(kind, machine.cpu, devices)
+            notes.append(f"native16 = {concrete} on this {kind}: {why}")
+        if concrete in precisions:
+            notes.append(f"precisions: {precision} is {concrete}, already listed; run once")
+            continue
+        precisions.append(concrete)
+    capability = None
+    if kind == "cuda" and devices:
+        capability = min(
+            (d.compute_capability for d in devices if d.compute_capability), default=None
+        )
+    warnings = [
+        w
+        for p in precisions
+        if (w := emulation_warning(kind, p, cpu=machine.cpu, capability=capability))
+    ]
+    return {
+        "device": kind,
+        "precisions": precisions,
+        "notes": notes,
+        "warnings": warnings,
+        "cpu": machine.cpu.to_dict(),
+    }
+
+
+def _device_kind(machine, cfg: dict) -> str:
+    """The backend the runs will use, decided here so the run specs (the cache keys) say it.
+
+    ``auto`` follows the runtime rule (npu, else cuda, else cpu), read from the management
+    tools instead of from torch so that nothing initialises a device in Snakemake."""
+    device, slots = cfg["device"], cfg["slots"]
+    if device == "auto" and slots != "auto":
+        device = slots[0].split(":", 1)[0]
+    if device == "auto":
+        # Cheapest question first: a machine without torch_npu never runs npu-smi.
+        if machine.has_torch_npu and machine.npu:
+            return "npu"
+        if not machine.cpu_only_torch and machine.cuda:
+            return "cuda"
+        return "cpu"
+    if device == "npu" and not machine.has_torch_npu:
+        raise ConfigError(
+            "device: npu needs torch_npu (Ascend CANN + torch_npu matching your torch), which "
+            "is not installed; install them (envs/npu.yaml) or set device: cpu"
+        )
+    return device
+
+
+def _check_slots(machine, cfg: dict, kind: str) -> list:
+    """The accelerators the slots will use (empty on CPU), after checking they exist."""
+    slots = cfg["slots"]
+    if kind == "cpu":
+        if slots != "auto":
+            usable = set(machine.cpu.usable_cores)
+            for spec in slots:
+                try:
+                    cores = parse_cores(spec.split(":", 1)[1])
+                except DeviceError as error:
+                    raise ConfigError(f"slots: {spec}: {error}") from None
+                outside = sorted(set(cores) - usable)
+                if outside:
+                    raise ConfigError(
+                        f"slots: {spec} names cores {format_cores(outside)} outside this "
+                        f"process's affinity mask ({format_cores(sorted(usable))}); fix slots"
+                    )
+        return []
+    listing = machine.cuda if kind == "cuda" else machine.npu
+    tool = "nvidia-smi" if kind == "cuda" else "npu-smi info"
+    if listing is None:
+        raise ConfigError(
+            f"device: {kind}, but {tool.split()[0]} is not installed, so this machine shows no "
+            f"{kind} device; install the driver or set device: cpu"
+        )
+    if not listing:
+        raise ConfigError(f"device: {kind}, but {tool} lists no device; set device: cpu")
+    if kind == "cuda" and machine.cpu_only_torch:
+        raise ConfigError(
+            "device: cuda, but the installed torch is the CPU-only build; install a CUDA "
+            "build of torch (envs/cuda.yaml) or set device: cpu"
+        )
+    if slots == "auto":
+        return list(listing[:2])
+    used = []
+    for spec in slots:
+        index = int(spec.split(":", 1)[1])
+        if index >= len(listing):
+            names = ", ".join(f"{kind}:{d.index} {d.name}" for d in listing)
+            raise ConfigError(
+                f"slots: {spec} does not exist: {tool} lists {len(listing)} ({names}); fix slots"
+            )
+        used.append(listing[index])
+    return used
+
+
 def model_context_length(source: str) -> int | None:
     """Context length of a model known without loading it (None when unknowable yet)."""
-    kind, _, ref = source.partition(":")
+    kind, ref = parse_source(source)
     if kind == "synthetic":
         from dualbench.presets import SYNTHETIC_PRESETS
 
-        preset = SYNTHETIC_PRESETS.get(ref.strip())
+        preset = SYNTHETIC_PRESETS.get(ref)
         if preset is None:
             names = ", ".join(sorted(SYNTHETIC_PRESETS))
             raise ConfigError(
@@ -173,15 +321,45 @@ def model_context_length(source: str) -> int | None:
     return None
 
 
-def load(path: str | Path) -> dict:
-    """Read and validate a YAML config file."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: the
+    plain loader (and Snakemake's) silently keeps the last value."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{self.name} line {line}: key {key!r} is given twice (first on line "
+                    f"{seen[key]}); keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML config file's content; duplicated keys and syntax errors are one-line errors."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}".replace("\n", " ")) from None
-    return validate(raw)
+    finally:
+        loader.dispose()
+
+
+def load(path: str | Path, machine=None) -> dict:
+    """Read and validate a YAML config file (see ``validate`` for ``machine``)."""
+    return validate(read_yaml(path), machine)
 
 
 # --- what each rule reads -------------------------------------------------------------------
@@ -238,7 +416,7 @@ def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
         "scenario": scenario,
         "precision": precision,
         "layout": layout,
-        "device": cfg["device"],
+        "device": cfg["resolved"]["device"],
         "duration_s": sc["duration_s"],
         "seed": sc["seed"],
         "timeout_s": cfg["run"]["timeout_s"],
@@ -247,7 +425,7 @@ def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
     }
     # The allocator setting exists only on accelerators: on a CPU-only config it is not part
     # of the run, so editing it reruns nothing there.
-    cpu_only = cfg["device"] == "cpu" or (
+    cpu_only = cfg["resolved"]["device"] == "cpu" or (
         cfg["slots"] != "auto" and all(s.startswith("cpu:") for s in cfg["slots"])
     )
     if not cpu_only:
@@ -266,5 +444,6 @@ def report_params(cfg: dict) -> str:
         {
             "title": cfg["report"]["title"],
             "scenarios": {name: sc["description"] for name, sc in cfg["scenarios"].items()},
+            "hardware_notes": cfg["resolved"]["notes"] + cfg["resolved"]["warnings"],
         }
     )

@@ -15,7 +15,7 @@ import re
 import time
 from pathlib import Path
 
-from dualbench.metrics import PRECISION_DTYPES as DTYPES
+from dualbench.precisions import PRECISION_DTYPES as DTYPES
 from dualbench.sources import read_source
 
 CONVERSION_FILE = "conversion.json"

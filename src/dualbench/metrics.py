@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from dualbench.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
+from dualbench.precisions import PRECISION_DTYPES
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -18,12 +19,6 @@ STATS = ("mean", "p50", "p90", "p99", "max")
 # A window may fall short of duration_s by the release skew between workers (microseconds);
 # anything beyond this fraction means a slot stopped early.
 MIN_WINDOW_FRACTION = 0.99
-# The dtype a worker must find in its loaded weights for each precision: a checkpoint that loads
-# as something else would be benchmarked at the wrong precision without a word. INT4 is
-# weight-only: its 16-bit tensors and activations are bf16 (dualbench.int4).
-
-PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "int4": "bfloat16"}
-
 DEFINITIONS = [
     (
         "Timer",

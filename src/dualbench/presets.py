@@ -1,9 +1,9 @@
 """Shapes of the synthetic Llama 3.2 models (plain data: the Snakefile reads it at parse time).
 
 ``llama-3.2-1b`` and ``llama-3.2-3b`` are the exact public shapes of meta-llama/Llama-3.2-1B
-and -3B (config.json of those repositories); ``tiny`` and ``mini`` keep the architecture (GQA,
-llama3 rope scaling, tied embeddings, the 128256-token vocabulary) at sizes for tests and for
-the CPU default.
+and -3B (config.json of those repositories); ``tiny``, ``small`` and ``mini`` keep the
+architecture (GQA, llama3 rope scaling, tied embeddings, the 128256-token vocabulary) at sizes
+for tests (tiny), the CPU default (small) and a heavier CPU run (mini).
 """
 
 LLAMA_3_2_COMMON = {
@@ -35,6 +35,18 @@ SYNTHETIC_PRESETS = {
         "num_attention_heads": 8,
         "num_key_value_heads": 2,
         "head_dim": 32,
+    },
+    # The CPU default's model: the 1B's ratios (head_dim 64, four query heads per KV head, MLP
+    # four times the hidden size) at a size whose 4096-token prefill takes seconds, not
+    # minutes, on a 2-core CPU without native bf16 (see config/config.yaml).
+    "llama-3.2-small": {
+        **LLAMA_3_2_COMMON,
+        "hidden_size": 512,
+        "intermediate_size": 2048,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
     },
     "llama-3.2-mini": {
         **LLAMA_3_2_COMMON,

@@ -40,7 +40,7 @@ LAYOUT_ORDER = {"alone_A": 0, "alone_B": 1, "colocated": 2}
 
 RUN_STR_COLUMNS = [
     "run_id", "scenario", "precision", "layout", "slot", "model", "backend", "device",
-    "status", "error", "invalid_reasons", "mem_source",
+    "status", "error", "invalid_reasons", "warnings", "mem_source",
 ]  # fmt: skip
 RUN_NUM_COLUMNS = [
     "prompt_tokens", "new_tokens", "batch_size",
@@ -837,8 +837,12 @@ def render_report(
     int4_table: pd.DataFrame | None = None,
     energy_table: pd.DataFrame | None = None,
     telemetry_table: pd.DataFrame | None = None,
+    hardware_notes: list[str] | None = None,
 ) -> str:
-    """The whole report as one self-contained HTML document (no network reference)."""
+    """The whole report as one self-contained HTML document (no network reference).
+
+    ``hardware_notes``: what validation resolved against the machine (native16's dtype and
+    why, dtypes the device only emulates), shown first, beside every run's own warnings."""
     from dualbench.report_int4 import int4_section
     from dualbench.report_telemetry import telemetry_section
 
@@ -915,6 +919,12 @@ def render_report(
         "details": _details(runs, scenarios, descriptions),
         "int4": int4_section(precision_table, int4_table),
         "telemetry": telemetry_section(runs, energy_table, telemetry_table),
+        "hardware_notes": _ordered(
+            [
+                *(hardware_notes or []),
+                *(w for cell in runs["warnings"] if cell for w in cell.split("; ")),
+            ]
+        ),
         "env_rows": env_rows,
         "config_json": (
             json.dumps(config, indent=2, sort_keys=True, default=str) if config is not None else ""
@@ -930,6 +940,7 @@ def write_report(
     title: str,
     scenario_descriptions: dict,
     definitions: list[tuple[str, str]],
+    hardware_notes: list[str] | None = None,
 ) -> None:
     """Read the tables of dualbench.analysis from ``metrics_dir`` and write the report to
     ``out_html``."""
@@ -942,6 +953,7 @@ def write_report(
         title=title,
         scenario_descriptions=scenario_descriptions,
         definitions=definitions,
+        hardware_notes=hardware_notes,
         # Optional: metrics written before INT4 and telemetry existed lack these tables.
         **{
             arg: _read_csv(metrics_dir / file)

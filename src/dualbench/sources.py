@@ -17,6 +17,7 @@ directory otherwise, so multi-GB checkpoints are not copied).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,36 @@ class SourceError(RuntimeError):
     """A model that cannot be had; str() is one line saying what failed and what to do."""
 
 
+# What may follow each kind's colon. Hub ids are [org/]name of letters, digits, "-", "_" and
+# "."; a revision after "@" must not be empty. Nothing may carry surrounding whitespace: a
+# stray space ("synthetic: llama-3.2-tiny") is a typo to report, not to strip silently.
+_REFERENCES = {
+    "synthetic": re.compile(r"[\w.-]+"),
+    "hf": re.compile(r"[\w.-]+(/[\w.-]+)?(@[\w./-]+)?"),
+    "modelscope": re.compile(r"[\w.-]+/[\w.-]+"),
+    "local": re.compile(r"\S(.*\S)?"),
+}
+_FORMS = "synthetic:<preset>, hf:<repo>[@revision], modelscope:<org>/<name> or local:<dir>"
+
+
 def parse_source(source: str) -> tuple[str, str]:
+    """``kind:reference`` -> (kind, reference); SourceError with the fix when malformed."""
     kind, sep, ref = source.partition(":")
-    if not sep or not ref or kind not in ("synthetic", "hf", "modelscope", "local"):
+    if not sep or kind not in _REFERENCES:
+        raise SourceError(f"model source {source!r} is not valid; use {_FORMS}")
+    if ref != ref.strip():
         raise SourceError(
-            f"model source {source!r} is not valid; use synthetic:<preset>, "
-            "hf:<repo>[@revision], modelscope:<id> or local:<dir>"
+            f"model source {source!r} has whitespace around the reference; "
+            f"write {kind}:{ref.strip()}"
         )
-    return kind, ref.strip()
+    if kind == "hf" and ref.endswith("@"):
+        raise SourceError(
+            f"model source {source!r} has an empty revision after @; write "
+            f"hf:{ref[:-1]}@<revision> or drop the @"
+        )
+    if not _REFERENCES[kind].fullmatch(ref):
+        raise SourceError(f"model source {source!r} is not valid; use {_FORMS}")
+    return kind, ref
 
 
 def fetch(source: str, out_dir: Path, seed: int = 0, trust_remote_code: bool = False) -> dict:

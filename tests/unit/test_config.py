@@ -12,6 +12,8 @@ import yaml
 
 from dualbench import config
 from dualbench.config import ConfigError
+from dualbench.hardware import Accelerator
+from tests.helpers import fake_machine
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 TINY = "synthetic:llama-3.2-tiny"
@@ -39,6 +41,14 @@ def error_of(mutate) -> str:
 def test_validate_fills_schema_defaults():
     raw = base()
     cfg = config.validate(raw)
+    # Without a machine to check against, nothing is resolved: the config's own values stand.
+    assert cfg.pop("resolved") == {
+        "device": "auto",
+        "precisions": ["bf16"],
+        "notes": [],
+        "warnings": [],
+        "cpu": None,
+    }
     assert cfg == {
         "notes": "",
         "device": "auto",
@@ -76,10 +86,13 @@ def test_validate_fills_schema_defaults():
     assert raw == base()  # the input is not modified
 
 
-def test_default_config_file_validates():
-    cfg = config.load(DEFAULT_CONFIG)
+@pytest.mark.parametrize(("native_bf16", "dtype"), [(True, "bf16"), (False, "fp32")])
+def test_default_config_file_validates(native_bf16, dtype):
+    cfg = config.load(DEFAULT_CONFIG, fake_machine(native_bf16=native_bf16))
+    assert cfg["precisions"] == [dtype]
+    assert cfg["resolved"]["device"] == "cpu"
     assert list(cfg["scenarios"]) == ["short", "long", "mixed", "peak"]
-    assert cfg["models"]["A"]["source"] == "synthetic:llama-3.2-mini"
+    assert cfg["models"]["A"]["source"] == "synthetic:llama-3.2-small"
     assert config.slot_settings(cfg, "mixed", "A") == {
         "prompt_tokens": 128,
         "new_tokens": 32,
@@ -173,7 +186,7 @@ def test_unknown_synthetic_preset_is_one_line():
     message = error_of(_set("models.A.source", "synthetic:nope"))
     assert "\n" not in message
     assert "'synthetic:nope'" in message
-    assert "llama-3.2-1b, llama-3.2-3b, llama-3.2-mini, llama-3.2-tiny" in message
+    assert "llama-3.2-1b, llama-3.2-3b, llama-3.2-mini, llama-3.2-small, llama-3.2-tiny" in message
 
 
 def test_unknown_synthetic_preset_names_the_key():
@@ -370,6 +383,7 @@ def test_report_params_follow_title_and_descriptions_not_notes(raw):
     assert json.loads(before) == {
         "title": "T",
         "scenarios": {"short": "short prompts", "long": ""},
+        "hardware_notes": [],
     }
     assert config.report_params(edited(raw, "report.title", "U")) != before
     assert config.report_params(edited(raw, "scenarios.long.description", "d")) != before
@@ -513,3 +527,172 @@ def test_model_params_hold_only_what_the_source_kind_uses():
         "source": "hf:meta-llama/Llama-3.2-1B",
         "trust_remote_code": False,
     }
+
+
+# --- validation against the machine (issue: bad input refused before any work) ---------------
+
+
+def machine_error(mutate, machine=None) -> str:
+    cfg = base()
+    mutate(cfg)
+    with pytest.raises(ConfigError) as info:
+        config.validate(cfg, machine or fake_machine())
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        ("scenarios.s.duration_s", float("nan"), "scenarios.s.duration_s: nan"),
+        ("run", {"timeout_s": float("inf")}, "run.timeout_s: inf"),
+        ("run", {"timeout_s": float("nan")}, "run.timeout_s: nan"),
+        ("telemetry", {"interval_s": float("-inf")}, "telemetry.interval_s: -inf"),
+    ],
+)
+def test_non_finite_numbers_are_refused(path, value, key):
+    message = error_of(_set(path, value))
+    assert message.startswith(key) and "not a finite number" in message
+
+
+def test_a_missing_local_checkpoint_is_refused(tmp_path):
+    message = error_of(_set("models.B.source", f"local:{tmp_path}/nothing"))
+    assert message.startswith("models.B.source:") and "is not a directory" in message
+    (tmp_path / "empty").mkdir()
+    message = error_of(_set("models.B.source", f"local:{tmp_path}/empty"))
+    assert "has no config.json" in message
+
+
+@pytest.mark.parametrize(
+    ("source", "fix"),
+    [
+        ("synthetic: llama-3.2-tiny", "write synthetic:llama-3.2-tiny"),
+        ("hf:org/repo@", "empty revision"),
+    ],
+)
+def test_malformed_sources_are_refused(source, fix):
+    message = error_of(_set("models.A.source", source))
+    assert message.startswith("models.A.source:") and fix in message
+
+
+def test_cuda_slots_on_a_machine_without_nvidia_smi():
+    message = machine_error(_set("slots", ["cuda:3", "cuda:3"]))
+    assert "nvidia-smi is not installed" in message and "set device: cpu" in message
+
+
+def test_cuda_slots_beyond_the_gpus_there_are():
+    one_gpu = fake_machine(cuda=(Accelerator(0, "NVIDIA L4", (8, 9)),), cpu_only_torch=False)
+    message = machine_error(_set("slots", ["cuda:0", "cuda:3"]), one_gpu)
+    assert message.startswith("slots: cuda:3 does not exist") and "cuda:0 NVIDIA L4" in message
+    cfg = base()
+    cfg["slots"] = ["cuda:0", "cuda:0"]
+    assert config.validate(cfg, one_gpu)["resolved"]["device"] == "cuda"
+
+
+def test_cuda_with_a_cpu_only_torch_is_refused():
+    gpu = fake_machine(cuda=(Accelerator(0, "NVIDIA L4", (8, 9)),), cpu_only_torch=True)
+    message = machine_error(_set("device", "cuda"), gpu)
+    assert "CPU-only build" in message
+
+
+def test_npu_without_torch_npu_is_refused():
+    message = machine_error(_set("device", "npu"))
+    assert message.startswith("device: npu needs torch_npu") and "set device: cpu" in message
+    message = machine_error(_set("slots", ["npu:0", "npu:1"]))
+    assert "torch_npu" in message
+
+
+def test_npu_slots_beyond_the_npu_smi_table():
+    npus = fake_machine(npu=(Accelerator(0, "910B2C"), Accelerator(1, "910B2C")), torch_npu=True)
+    message = machine_error(_set("slots", ["npu:0", "npu:2"]), npus)
+    assert message.startswith("slots: npu:2 does not exist: npu-smi info lists 2")
+
+
+def test_cpu_cores_outside_the_affinity_mask_are_refused():
+    message = machine_error(_set("slots", ["cpu:0", "cpu:1-63"]))
+    assert message.startswith("slots: cpu:1-63 names cores 2-63 outside") and "0-1" in message
+
+
+def test_auto_device_follows_what_the_machine_has():
+    cfg = base()
+    assert config.validate(cfg, fake_machine())["resolved"]["device"] == "cpu"
+    gpu = fake_machine(cuda=(Accelerator(0, "NVIDIA H100", (9, 0)),), cpu_only_torch=False)
+    assert config.validate(cfg, gpu)["resolved"]["device"] == "cuda"
+    # A GPU that the installed torch cannot use leaves auto on the CPU, as the runtime would.
+    cpu_torch = fake_machine(cuda=gpu.cuda, cpu_only_torch=True)
+    assert config.validate(cfg, cpu_torch)["resolved"]["device"] == "cpu"
+    npu = fake_machine(npu=(Accelerator(0, "910B3"),), torch_npu=True, cuda=gpu.cuda)
+    assert config.validate(cfg, npu)["resolved"]["device"] == "npu"
+
+
+def test_auto_never_runs_npu_smi_without_torch_npu():
+    class Machine:
+        cpu = fake_machine().cpu
+        cuda = None
+        has_torch_npu = False
+        cpu_only_torch = True
+
+        @property
+        def npu(self):
+            raise AssertionError("npu-smi was asked")
+
+    assert config.validate(base(), Machine())["resolved"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize(("native_bf16", "dtype"), [(True, "bf16"), (False, "fp32")])
+def test_native16_resolves_into_the_run_spec(native_bf16, dtype):
+    cfg = base()
+    cfg["precisions"] = ["native16", "int4"]
+    cfg = config.validate(cfg, fake_machine(native_bf16=native_bf16))
+    assert cfg["precisions"] == [dtype, "int4"]
+    spec = config.run_spec(cfg, "s", dtype, "colocated")
+    assert spec["precision"] == dtype and spec["device"] == "cpu"
+    notes = cfg["resolved"]["notes"]
+    assert len(notes) == 1 and notes[0].startswith(f"native16 = {dtype} on this cpu")
+    # int4 computes with bf16 activations: flagged where bf16 is emulated.
+    assert bool(cfg["resolved"]["warnings"]) is not native_bf16
+    assert all("int4" in w for w in cfg["resolved"]["warnings"])
+    assert (
+        json.loads(config.report_params(cfg))["hardware_notes"]
+        == notes + cfg["resolved"]["warnings"]
+    )
+
+
+def test_native16_equal_to_a_listed_precision_runs_once():
+    cfg = base()
+    cfg["precisions"] = ["bf16", "native16"]
+    cfg = config.validate(cfg, fake_machine(native_bf16=True))
+    assert cfg["precisions"] == ["bf16"]
+    assert "already listed" in cfg["resolved"]["notes"][-1]
+
+
+def test_native16_needs_the_machine():
+    message = error_of(_set("precisions", ["native16"]))
+    assert message.startswith("precisions: native16") and "name the precision" in message
+
+
+def test_emulated_bf16_is_allowed_with_a_warning():
+    cfg = config.validate(base(), fake_machine(native_bf16=False))
+    assert cfg["precisions"] == ["bf16"]
+    (warning,) = cfg["resolved"]["warnings"]
+    assert warning.startswith("bf16 is emulated on this CPU")
+
+
+def test_duplicated_yaml_keys_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "precisions: [bf16]\nscenarios:\n  s:\n    prompt_tokens: 8\n    duration_s: 4\n"
+        "    duration_s: 8\nmodels: {A: {source: x}, B: {source: y}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert str(info.value) == (
+        f"{path} line 6: key 'duration_s' is given twice (first on line 5); keep one"
+    )
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &b {prompt_tokens: 8}\nother:\n  <<: *b\n  new_tokens: 4\n  <<: *b\n")
+    assert config.read_yaml(path)["other"] == {"prompt_tokens": 8, "new_tokens": 4}

@@ -4,6 +4,7 @@ network) and precision conversion, on the tiny synthetic preset."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import sys
@@ -139,7 +140,9 @@ def test_unknown_synthetic_preset(tmp_path):
     assert "llama-3.2-tiny" in message
 
 
-@pytest.mark.parametrize("bad", ["llama", "ftp:x", "hf:", "synthetic:", ":x"])
+@pytest.mark.parametrize(
+    "bad", ["llama", "ftp:x", "hf:", "synthetic:", ":x", "hf:a/b/c", "modelscope:name"]
+)
 def test_parse_source_rejects(bad):
     with pytest.raises(SourceError) as info:
         parse_source(bad)
@@ -147,9 +150,27 @@ def test_parse_source_rejects(bad):
     assert "synthetic:<preset>" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("bad", "fix"),
+    [
+        ("synthetic: llama-3.2-tiny", "write synthetic:llama-3.2-tiny"),
+        ("local: /models/x ", "write local:/models/x"),
+        ("hf:org/repo@", "write hf:org/repo@<revision> or drop the @"),
+    ],
+)
+def test_parse_source_names_the_fix(bad, fix):
+    with pytest.raises(SourceError, match=re.escape(fix)):
+        parse_source(bad)
+
+
 def test_parse_source():
     assert parse_source("hf:meta-llama/Llama-3.2-1B@main") == ("hf", "meta-llama/Llama-3.2-1B@main")
-    assert parse_source("local: /models/x ") == ("local", "/models/x")
+    assert parse_source("hf:gpt2") == ("hf", "gpt2")
+    assert parse_source("modelscope:LLM-Research/Llama-3.2-1B") == (
+        "modelscope",
+        "LLM-Research/Llama-3.2-1B",
+    )
+    assert parse_source("local:/models/my model") == ("local", "/models/my model")
 
 
 # --- local --------------------------------------------------------------------------------
@@ -269,7 +290,7 @@ def test_convert_fp16(tiny_model, tmp_path):
 
 
 def test_convert_refuses_an_unknown_precision(tiny_model, tmp_path):
-    with pytest.raises(ConversionError, match="'int8' cannot be produced; use one of bf16"):
+    with pytest.raises(ConversionError, match="'int8' cannot be produced; use one of fp32, bf16"):
         convert(tiny_model, "int8", tmp_path / "int8")
 
 

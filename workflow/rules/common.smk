@@ -1,10 +1,12 @@
 # Names, wildcard constraints and target lists shared by the rules.
+from dualbench.precisions import PRECISION_DTYPES
+
 SLOTS = list(dbconfig.SLOT_NAMES)
 
 
 wildcard_constraints:
     model="|".join(SLOTS),
-    precision="bf16|fp16|int4",
+    precision="|".join(PRECISION_DTYPES),
     layout="|".join(dbconfig.LAYOUTS),
     scenario="[a-z][a-z0-9_]*",
 

@@ -12,4 +12,5 @@ write_report(
     spec["title"],
     spec["scenarios"],
     DEFINITIONS,
+    spec["hardware_notes"],
 )

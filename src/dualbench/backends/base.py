@@ -28,7 +28,7 @@ class Slot:
     @property
     def label(self) -> str:
         if self.kind == "cpu":
-            return f"cpu:{_format_cores(self.cores)}"
+            return f"cpu:{format_cores(self.cores)}"
         return f"{self.kind}:{self.index}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,7 +44,7 @@ class Slot:
         return cls(d["name"], d["kind"], d["index"], tuple(d["cores"]))
 
 
-def _format_cores(cores: tuple[int, ...]) -> str:
+def format_cores(cores: tuple[int, ...]) -> str:
     """(0, 1, 2, 5) -> '0-2,5'."""
     parts, start, prev = [], None, None
     for c in sorted(cores):

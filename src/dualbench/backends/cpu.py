@@ -9,6 +9,7 @@ import resource
 from typing import Any
 
 from dualbench.backends.base import Backend, DeviceError, Slot, parse_cores
+from dualbench.hardware import cpu_facts
 
 
 def _usable_cores() -> tuple[int, ...]:
@@ -57,11 +58,18 @@ class CpuBackend(Backend):
         return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
     def describe(self) -> dict[str, Any]:
+        """Device facts for provenance: what the CPU computes natively (its flags) and which
+        kernels torch dispatches to on it (its capability, e.g. AVX512 or AVX2)."""
+        import torch
+
+        facts = cpu_facts()
         return {
             "kind": "cpu",
-            "name": _cpu_model_name(),
+            "name": facts.model,
             "cores_usable": len(_usable_cores()),
             "machine": platform.machine(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu": facts.to_dict(),
         }
 
     def pin(self, slot: Slot) -> None:
@@ -80,14 +88,3 @@ class CpuBackend(Backend):
         # ru_maxrss is in KiB on Linux: the worker's peak resident set, weights included.
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return {"peak_mem_bytes": peak, "mem_reserved_peak_bytes": None, "mem_source": "peak RSS"}
-
-
-def _cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

@@ -46,15 +46,17 @@ class CudaBackend(AcceleratorBackend):
         import torch
 
         count = self.device_count()
-        name = None
+        name = capability = None
         if count > 0:
             try:
                 name = torch.cuda.get_device_name(0)
+                capability = list(torch.cuda.get_device_capability(0))
             except Exception:
-                name = None  # recorded as unknown rather than guessed
+                pass  # recorded as unknown rather than guessed
         return {
             "kind": self.kind,
             "name": name,
+            "compute_capability": capability,
             "count": count,
             "cuda_version": torch.version.cuda,
             "torch_version": torch.__version__,
