@@ -114,11 +114,12 @@ class NpuSmiSource(Source):
     def read(self):
         from dualbench import npusmi
 
+        # Without -c npu-smi prints the whole card, MCU included: the parsers pick our chip.
         usages = npusmi.parse_usages(
-            npusmi.run(*npusmi.query_args("usages", self.npu_id, self.chip_id))
+            npusmi.run(*npusmi.query_args("usages", self.npu_id, self.chip_id)), self.chip_id
         )
         power = npusmi.parse_power(
-            npusmi.run(*npusmi.query_args("power", self.npu_id, self.chip_id))
+            npusmi.run(*npusmi.query_args("power", self.npu_id, self.chip_id)), self.chip_id
         )
         return [*usages.items(), ("power_w", power)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,79 @@ def test_npu_without_npu_smi_says_so(monkeypatch):
     sources, missing = telemetry.sources_for("npu", {"A": Slot("A", "npu", 0)})
     assert sources == []
     assert "npu-smi is not on PATH" in missing["npu:0"] and "npu:0" in missing["energy"]
+
+
+NPU_SMI_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "npu-smi"
+
+
+@pytest.fixture
+def fake_npu_smi(monkeypatch):
+    """npusmi.run answering from views per (view, chip id or None); the calls it saw."""
+    from dualbench import npusmi
+
+    views, calls = {}, []
+
+    def run(*args):
+        calls.append(args)
+        chip = int(args[args.index("-c") + 1]) if "-c" in args else None
+        return views[(args[2], chip)]
+
+    monkeypatch.setattr(npusmi, "run", run)
+    return views, calls
+
+
+def whole_card_views() -> dict[tuple[str, None], str]:
+    # The real Atlas 200I A2 power view, its MCU given a real-time reading of its own (as 310P
+    # MCUs print), printed after the chip's: the reading the issue saw integrated as the chip's.
+    atlas = (NPU_SMI_FIXTURES / "power-atlas200IA2.txt").read_text()
+    atlas = atlas.replace(
+        "\tPower Dissipation(W)", "\tNPU Real-time Power(W)         : 3.4\n\tPower Dissipation(W)"
+    )
+    usages = (NPU_SMI_FIXTURES / "usages-910B.txt").read_text()
+    usages += "\nAicore Usage Rate(%)           : 99\nChip Name                      : mcu\n"
+    return {("power", None): atlas, ("usages", None): usages}
+
+
+def test_npu_smi_source_samples_its_chip_not_the_mcu(monkeypatch, fake_npu_smi):
+    from dualbench import npusmi
+
+    views, calls = fake_npu_smi
+    views.update(whole_card_views())
+    # no `npu-smi info -m`: the logic id is the NPU ID, the chip unknown, and no -c is passed
+    monkeypatch.setattr(npusmi, "chip_address", lambda logic_id: (logic_id, None))
+    values = dict(telemetry.NpuSmiSource(0, ("A",)).read())
+    assert values["power_w"] == 9.1 and values["aicore_pct"] == 0.0
+    assert calls and all("-c" not in call for call in calls)
+
+
+def test_npu_smi_source_asks_its_chip_with_c(monkeypatch, fake_npu_smi):
+    from dualbench import npusmi
+
+    views, calls = fake_npu_smi
+    # what `-c 1` prints: that chip's fields, no Chip ID
+    views[("power", 1)] = "\tNPU Real-time Power(W)         : 41.5\n"
+    views[("usages", 1)] = "\tAicore Usage Rate(%)           : 12\n"
+    monkeypatch.setattr(npusmi, "chip_address", lambda logic_id: (0, 1))
+    assert dict(telemetry.NpuSmiSource(1, ("B",)).read()) == {"aicore_pct": 12.0, "power_w": 41.5}
+    assert all(call[-2:] == ("-c", "1") for call in calls)
+
+
+def test_npu_smi_view_without_the_chip_is_a_gap_not_the_mcus_value(monkeypatch, fake_npu_smi):
+    from dualbench import npusmi
+
+    views, _ = fake_npu_smi
+    views.update(whole_card_views())
+    # chip 0 not printed (it answered "not supported"): only the MCU's 3.4 W is left
+    views[("power", None)] = (
+        "\tNPU ID : 0\n\tChip Count : 1\n\n\tNPU Real-time Power(W) : 3.4\n\tChip Name : MCU\n"
+    )
+    monkeypatch.setattr(npusmi, "chip_address", lambda logic_id: (logic_id, None))
+    sampler = telemetry.Sampler([telemetry.NpuSmiSource(0, ("A",))], interval_s=0.02).start()
+    time.sleep(0.15)
+    sampler.stop()
+    assert sampler.rows == []
+    gap = sampler.gaps["npu-smi npu:0"]
+    assert gap["count"] >= 2 and "no section for chip 0" in gap["first_error"]
 
 
 def test_worker_utilization_sampling_skips_failed_reads():
