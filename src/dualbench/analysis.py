@@ -6,7 +6,7 @@ Output schemas (results/metrics/):
 - scaling.csv: one row per scenario and precision (``SCALING_COLUMNS``);
 - precisions.csv: one row per model and precision: the converted checkpoint's bytes, INT4
   scheme and fidelity (``PRECISION_COLUMNS``);
-- int4.csv: INT4 against the 16-bit baseline per scenario, layout and slot, plus the pair
+- int4.csv: INT4 against the dense baseline per scenario, layout and slot, plus the pair
   (``INT4_COLUMNS``);
 - energy.csv: one row per run: energy of every device it used, tokens per joule
   (``ENERGY_COLUMNS``);
@@ -131,7 +131,7 @@ PRECISION_COLUMNS = [
     "fidelity_inputs",
     "kernel",
 ]
-# What INT4 changes, as int4 value / baseline value (baseline: fp16 if measured, else bf16).
+# What INT4 changes, as int4 value / baseline value (baseline: see int4_baseline).
 INT4_RATIOS = ["throughput_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "peak_mem_bytes"]
 INT4_COLUMNS = [
     "scenario",
@@ -405,12 +405,13 @@ def precision_table(records: list[dict], model_sources: dict[str, str]) -> pd.Da
 
 
 def int4_baseline(precisions) -> str | None:
-    """The 16-bit precision INT4 is compared with: fp16 (the origin note's question) when it
-    was measured, else bf16; None without int4 or without a 16-bit precision."""
+    """The dense precision INT4 is compared with: fp16 (the origin note's question) when it
+    was measured, else bf16, else fp32 (what native16 runs on a CPU without native bf16);
+    None without int4 or without a dense precision."""
     present = set(precisions)
     if "int4" not in present:
         return None
-    return next((p for p in ("fp16", "bf16") if p in present), None)
+    return next((p for p in ("fp16", "bf16", "fp32") if p in present), None)
 
 
 def int4_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -109,7 +109,7 @@ def _fig_memory(precisions: pd.DataFrame, baseline: str):
 
 
 def int4_section(precisions: pd.DataFrame, int4: pd.DataFrame) -> dict[str, Any] | None:
-    """The section's context, or None when the runs hold no INT4 against a 16-bit baseline."""
+    """The section's context, or None when the runs hold no INT4 against a dense baseline."""
     if int4 is None or int4.empty or "baseline" not in int4:
         return None
     baseline = str(int4["baseline"].iloc[0])

@@ -420,6 +420,8 @@ def test_int4_table_ratios_and_pair():
 
 def test_int4_baseline_prefers_fp16_and_needs_int4():
     assert analysis.int4_baseline(["bf16", "fp16", "int4"]) == "fp16"
+    assert analysis.int4_baseline(["fp32", "bf16", "int4"]) == "bf16"
+    assert analysis.int4_baseline(["int4", "fp32"]) == "fp32"
     assert analysis.int4_baseline(["int4", "bf16"]) == "bf16"
     assert analysis.int4_baseline(["bf16", "fp16"]) is None
     assert analysis.int4_baseline(["int4"]) is None
