@@ -144,6 +144,14 @@ def frame(*records) -> pd.DataFrame:
 # --- run rows ---------------------------------------------------------------------------------
 
 
+def test_a_runs_warnings_reach_every_row_of_it():
+    record = colocated()
+    record["warnings"] = ["bf16 is emulated on this CPU", "second"]
+    rows, _ = run_tables(record)
+    assert [r["warnings"] for r in rows] == ["bf16 is emulated on this CPU; second"] * 2
+    assert run_tables(alone_a())[0][0]["warnings"] == ""  # records from before warnings existed
+
+
 def test_alone_row():
     rows, requests = run_tables(alone_a(), {"A": "synthetic:llama-3.2-tiny"})
     assert len(rows) == 1

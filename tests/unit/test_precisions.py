@@ -73,3 +73,24 @@ def test_bf16_on_a_pre_ampere_gpu_is_flagged():
     assert "sm75" in emulation_warning("cuda", "bf16", capability=(7, 5))
     assert emulation_warning("cuda", "bf16", capability=(8, 0)) is None
     assert emulation_warning("cuda", "fp16", capability=(7, 5)) is None
+
+
+def test_a_run_record_carries_the_warning_of_its_host(monkeypatch):
+    from dualbench import runner
+
+    monkeypatch.setattr(runner, "cpu_facts", lambda: AVX2)
+    slots = {"A": {"result": None}, "B": {"result": {"device_info": {"kind": "cpu"}}}}
+    (warning,) = runner.dtype_warnings("cpu", "bf16", slots)
+    assert warning.startswith("bf16 is emulated on this CPU")
+    assert runner.dtype_warnings("cpu", "fp32", slots) == []
+    monkeypatch.setattr(runner, "cpu_facts", lambda: AVX512_BF16)
+    assert runner.dtype_warnings("cpu", "bf16", slots) == []
+
+
+def test_a_gpu_run_is_judged_by_its_workers_capability(monkeypatch):
+    from dualbench import runner
+
+    info = {"device_info": {"kind": "cuda", "compute_capability": [7, 5]}}
+    slots = {"A": {"result": info}, "B": {"result": None}}
+    assert "sm75" in runner.dtype_warnings("cuda", "bf16", slots)[0]
+    assert runner.dtype_warnings("cuda", "fp16", slots) == []

@@ -177,6 +177,7 @@ def render(runs=None, scaling=None, requests=None, title="dualbench report", **k
         title=title,
         scenario_descriptions=DESCRIPTIONS,
         definitions=DEFINITIONS,
+        hardware_notes=kw.get("hardware_notes"),
     )
 
 
@@ -189,6 +190,19 @@ def section(html: str, anchor: str) -> str:
     start = html.index(f'id="{anchor}"')
     nxt = html.find("<section", start)
     return html[start : nxt if nxt != -1 else len(html)]
+
+
+def test_hardware_notes_and_run_warnings_come_first_once_each():
+    runs = make_runs()
+    runs["warnings"] = ""
+    runs.loc[runs.layout == "colocated", "warnings"] = "bf16 is emulated on this CPU; <b>x</b>"
+    notes = ["native16 = fp32 on this cpu: this CPU has no native bf16"]
+    html = render(runs=runs, hardware_notes=notes)
+    box = html[html.index('id="hardware"') : html.index('id="headline"')]
+    assert notes[0] in box
+    assert box.count("bf16 is emulated on this CPU") == 1  # one line for all its runs
+    assert "&lt;b&gt;x&lt;/b&gt;" in box  # escaped like every text from the data
+    assert 'id="hardware"' not in render(runs=make_runs())  # nothing to say, no box
 
 
 def test_one_self_contained_document(html):

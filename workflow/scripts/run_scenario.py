@@ -2,8 +2,9 @@
 import json
 
 from dualbench.cli import user_errors_exit
-from dualbench.runner import run_to_file
+from dualbench.runner import exit_on_signals, run_to_file
 
 spec = json.loads(snakemake.params.spec)
-with user_errors_exit():
+# Ctrl-C reaches this script (it is in Snakemake's process group) but not the workers.
+with user_errors_exit(), exit_on_signals():
     run_to_file(spec, dict(snakemake.input.items()), snakemake.output[0])
