@@ -11,6 +11,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from dualbench.worker import ORPHANED_EXIT, Event, criteria_met, remaining_s
 
@@ -100,29 +101,20 @@ def gone_within(proc: psutil.Process, seconds: float) -> bool:
     return False
 
 
-def test_a_worker_dies_with_its_parent():
+@pytest.mark.parametrize(
+    "tie",
+    [
+        "from dualbench.worker import die_with_parent\ndie_with_parent(int(sys.argv[1]))\n",
+        # The fallback off Linux, run here on its own: no prctl, only the polling thread.
+        "import threading\nfrom dualbench.worker import watch_parent\n"
+        "threading.Thread(target=watch_parent, args=(int(sys.argv[1]), 0.1), daemon=True)"
+        ".start()\n",
+    ],
+    ids=["pdeathsig", "watchdog"],
+)
+def test_a_worker_dies_with_its_parent(tie):
     child = orphan_after_parent_sigkill(
-        "import sys, time\n"
-        "from dualbench.worker import die_with_parent\n"
-        "die_with_parent(int(sys.argv[1]))\n"
-        "print('tied', flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    try:
-        assert gone_within(child, 5)
-    finally:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-
-
-def test_without_pdeathsig_the_watchdog_ends_an_orphaned_worker():
-    # The fallback off Linux, run here on its own: no prctl, only the polling thread.
-    child = orphan_after_parent_sigkill(
-        "import sys, threading, time\n"
-        "from dualbench.worker import watch_parent\n"
-        "threading.Thread(target=watch_parent, args=(int(sys.argv[1]), 0.1), daemon=True).start()\n"
-        "print('tied', flush=True)\n"
-        "time.sleep(60)\n"
+        f"import sys, time\n{tie}print('tied', flush=True)\ntime.sleep(60)\n"
     )
     try:
         assert gone_within(child, 5)

@@ -66,7 +66,6 @@ class CpuBackend(Backend):
         return {
             "kind": "cpu",
             "name": facts.model,
-            "cores_usable": len(_usable_cores()),
             "machine": platform.machine(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu": facts.to_dict(),
