@@ -4,7 +4,7 @@
     python benchmarks/int4.py --preset llama-3.2-mini --rounds 3
 
 Both models are loaded in one process through the loader the workers use
-(dualbench.engine.load_model: the native CPU kernel for INT4) and decode in alternating
+(dualbench.measure.engine.load_model: the native CPU kernel for INT4) and decode in alternating
 rounds, so drift on a shared VM hits both alike. Decode speed is (new_tokens - 1) / (time from
 the first to the last token) of one greedy request after a short prompt: the per-token phase
 INT4 is for, without the prefill. Targets (issue 3): INT4 tokens/s / bf16 >= 2.5 and INT4
@@ -31,7 +31,7 @@ NEW_TOKENS = 64
 def decode_tok_s(model, ids, gen_config) -> float:
     import torch
 
-    from dualbench.engine import timed_generate
+    from dualbench.measure.engine import timed_generate
 
     call = timed_generate(model, ids, torch.ones_like(ids), gen_config, lambda: None)
     token_ns = call["token_ns"]
@@ -47,9 +47,9 @@ def main() -> None:
 
     import torch
 
-    from dualbench.convert import convert
-    from dualbench.engine import generation_config, load_model
-    from dualbench.sources import fetch
+    from dualbench.measure.engine import generation_config, load_model
+    from dualbench.models.convert import convert
+    from dualbench.models.sources import fetch
     from dualbench.workload import synthetic_prompt
 
     work = Path(args.work or tempfile.mkdtemp(prefix="dualbench-int4-"))

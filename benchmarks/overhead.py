@@ -23,9 +23,10 @@ from pathlib import Path
 
 from common import build_mini_bf16  # benchmarks/common.py (the script's directory)
 
-from dualbench import config, runner
-from dualbench.analysis import run_tables
+from dualbench import config
+from dualbench.analysis.aggregate import run_tables
 from dualbench.backends import resolve
+from dualbench.measure import runner
 
 SCENARIO = {"prompt_tokens": 128, "new_tokens": 32, "batch_size": 1, "min_requests": 3}
 
@@ -36,7 +37,7 @@ def bare_loop(model_dir: str, cores: list[int], duration_s: float) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from dualbench.engine import generation_config
+    from dualbench.measure.engine import generation_config
     from dualbench.workload import synthetic_prompt
 
     torch.set_num_threads(len(cores))

@@ -1,38 +1,15 @@
-"""The ``dualbench`` command: each pipeline stage callable without Snakemake, and the one place
-that turns user-fixable errors into a single line on stderr."""
+"""The ``dualbench`` command: each pipeline stage callable without Snakemake; a user-fixable
+error ends it in one line on stderr (dualbench.errors)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
 
-from dualbench.backends.base import DeviceError
-from dualbench.config import ConfigError
-from dualbench.precisions import PRECISION_DTYPES
-from dualbench.sources import SourceError
-
-USER_ERRORS = (ConfigError, SourceError, DeviceError)
-
-
-@contextlib.contextmanager
-def user_errors_exit():
-    """Errors a user can cause end with one line naming what is wrong, not a traceback."""
-    from dualbench.convert import ConversionError
-
-    try:
-        yield
-    except Exception as error:
-        # Int4Error lives beside torch; if dualbench.int4 was never imported, none was raised,
-        # and check-config stays free of the torch import.
-        int4 = sys.modules.get("dualbench.int4")
-        user_errors = (*USER_ERRORS, ConversionError, *((int4.Int4Error,) if int4 else ()))
-        if not isinstance(error, user_errors):
-            raise
-        print(f"dualbench: {error}", file=sys.stderr)
-        sys.exit(1)
+from dualbench.config.vocabulary import LAYOUTS, PRECISION_DTYPES
+from dualbench.errors import user_errors_exit
 
 
 def _cmd_check_config(args) -> None:
@@ -47,13 +24,13 @@ def _cmd_check_config(args) -> None:
 
 
 def _cmd_fetch(args) -> None:
-    from dualbench.sources import fetch
+    from dualbench.models.sources import fetch
 
     print(json.dumps(fetch(args.source, Path(args.out), args.seed), indent=2))
 
 
 def _cmd_convert(args) -> None:
-    from dualbench.convert import convert
+    from dualbench.models.convert import convert
 
     int4 = {
         "group_size": args.group_size,
@@ -67,7 +44,7 @@ def _cmd_convert(args) -> None:
 def _cmd_run(args) -> None:
     from dualbench import config
     from dualbench.hardware import Machine
-    from dualbench.runner import run_to_file
+    from dualbench.measure.runner import run_to_file
 
     cfg = config.load(args.config, Machine())
     spec = config.run_spec(cfg, args.scenario, args.precision, args.layout)
@@ -79,14 +56,14 @@ def _cmd_run(args) -> None:
 
 
 def _cmd_aggregate(args) -> None:
-    from dualbench.analysis import aggregate
+    from dualbench.analysis.aggregate import aggregate
 
     aggregate([Path(p) for p in args.runs], Path(args.out), json.loads(args.models))
 
 
 def _cmd_report(args) -> None:
-    from dualbench.metrics import DEFINITIONS
-    from dualbench.report import write_report
+    from dualbench.analysis.metrics import DEFINITIONS
+    from dualbench.report.render import write_report
 
     write_report(Path(args.metrics), Path(args.out), args.title, {}, DEFINITIONS)
 
@@ -120,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config")
     p.add_argument("scenario")
     p.add_argument("precision")
-    p.add_argument("layout", choices=["alone_A", "alone_B", "colocated"])
+    p.add_argument("layout", choices=LAYOUTS)
     p.add_argument("out", help="run.json to write")
     p.add_argument(
         "--models",

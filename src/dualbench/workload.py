@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import zlib
 
-from dualbench.presets import FIRST_SPECIAL_TOKEN_ID
+from dualbench.model_shapes import FIRST_SPECIAL_TOKEN_ID
 
 POOL_SIZE = 8
 

@@ -9,7 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-from dualbench import config, runner
+from dualbench import config
+from dualbench.measure import runner
 from tests.helpers import make_workdir, snakemake, tiny_config
 
 pytestmark = pytest.mark.e2e

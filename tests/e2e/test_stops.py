@@ -48,7 +48,7 @@ def workers_under(path: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "dualbench.worker" in cmdline and str(path) in cmdline:
+        if "dualbench.measure.worker" in cmdline and str(path) in cmdline:
             found.append(proc)
     return found
 
@@ -182,7 +182,7 @@ def test_progress_lines_show_in_snakemake_output(ctrl_c):
 RUNNER = textwrap.dedent(
     """
     import json, sys
-    from dualbench.runner import exit_on_signals, run_to_file
+    from dualbench.measure.runner import exit_on_signals, run_to_file
     spec, models = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     with exit_on_signals():
         run_to_file(spec, models, sys.argv[3])

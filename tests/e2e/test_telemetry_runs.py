@@ -8,8 +8,11 @@ import stat
 import pandas as pd
 import pytest
 
-from dualbench import config, runner, telemetry
-from dualbench.analysis import energy_row, run_tables
+from dualbench import config
+from dualbench.analysis.aggregate import energy_row, run_tables
+from dualbench.measure import runner
+from dualbench.telemetry import sampler as tsampler
+from dualbench.telemetry import sources as tsources
 from tests.helpers import REPO, tiny_config
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +48,7 @@ def test_npu_smi_power_is_integrated_into_known_joules(pipeline, tmp_path, npu_s
     cfg = tiny_config()
     cfg["telemetry"] = {"interval_s": 0.1, "idle_s": 0.5}
     spec = config.run_spec(config.validate(cfg), "short", "bf16", "colocated")
-    sources = [telemetry.NpuSmiSource(i, (slot,)) for i, slot in enumerate("AB")]
+    sources = [tsources.NpuSmiSource(i, (slot,)) for i, slot in enumerate("AB")]
     models = {s: str(pipeline / f"results/models/{s}/bf16") for s in "AB"}
     record = runner.run(spec, models, tmp_path, sources=sources)
     assert record["status"] == "ok", record["error"]
@@ -55,7 +58,7 @@ def test_npu_smi_power_is_integrated_into_known_joules(pipeline, tmp_path, npu_s
         (0, None),
         (1, None),
     ]
-    rows = telemetry.read_csv(tmp_path / "telemetry.csv")
+    rows = tsampler.read_csv(tmp_path / "telemetry.csv")
     aicore = {r["device"]: r["value"] for r in rows if r["metric"] == "aicore_pct"}
     assert aicore == {"npu:0": 37.0, "npu:1": 58.0}
 
@@ -84,7 +87,7 @@ def test_default_cpu_pipeline_reports_utilisation_and_why_energy_is_missing(pipe
     # a worker pinned to its cores and decoding all the time keeps them busy
     assert runs.util_pct.between(50, 101).all(), runs.util_pct.tolist()
     assert runs.active_pct.between(90, 100.0001).all()
-    if not telemetry.rapl_domains()[0]:
+    if not tsources.rapl_domains()[0]:
         assert runs.energy_j.isna().all() and runs.tokens_per_j.isna().all()
         assert runs.energy_note.str.contains("RAPL").all()
         energy = pd.read_csv(metrics / "energy.csv")

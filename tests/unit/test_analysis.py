@@ -10,8 +10,8 @@ import math
 import pandas as pd
 import pytest
 
-from dualbench import analysis
-from dualbench.analysis import RUN_COLUMNS, aggregate, run_tables, scaling_table
+from dualbench.analysis import aggregate as analysis
+from dualbench.analysis.aggregate import RUN_COLUMNS, aggregate, run_tables, scaling_table
 
 MS = 1_000_000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dualbench import energy
+from dualbench.analysis import series as energy
 
 S = 1_000_000_000  # ns per second
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from dualbench.engine import TimestampStreamer, generation_config, timed_generate
+from dualbench.measure.engine import TimestampStreamer, generation_config, timed_generate
 
 PAD = 128001  # the tiny preset's eos, used as pad by the synthetic build
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dualbench.analysis import aggregate
+from dualbench.analysis.aggregate import aggregate
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 MODELS = {"A": "synthetic:llama-3.2-tiny", "B": "synthetic:llama-3.2-tiny"}

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from dualbench import int4
 from dualbench.backends.base import DeviceError
-from dualbench.convert import convert, linear_weight_bytes
-from dualbench.fidelity import compare_logits
-from dualbench.int4 import (
+from dualbench.models import int4
+from dualbench.models.convert import convert, linear_weight_bytes
+from dualbench.models.fidelity import compare_logits
+from dualbench.models.int4 import (
     CpuKernel,
     CudaKernel,
     Int4Error,

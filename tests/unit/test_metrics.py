@@ -7,8 +7,14 @@ import math
 
 import pytest
 
-from dualbench import metrics
-from dualbench.metrics import co_window, request_latencies, slot_metrics, summarize, validity
+from dualbench.analysis import metrics
+from dualbench.analysis.metrics import (
+    co_window,
+    request_latencies,
+    slot_metrics,
+    summarize,
+    validity,
+)
 
 MS = 1_000_000  # ns per ms
 

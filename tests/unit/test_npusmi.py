@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dualbench import npusmi
-from dualbench.npusmi import NpuSmiError
+from dualbench.telemetry import npusmi
+from dualbench.telemetry.npusmi import NpuSmiError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "npu-smi"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dualbench.hardware import Accelerator, CpuFacts
-from dualbench.precisions import emulation_warning, resolve_native16
+from dualbench.native_dtypes import emulation_warning, resolve_native16
 
 AVX2 = CpuFacts("x86_64", "AMD EPYC 7B12", ("avx2", "fma", "f16c"), (0, 1))
 AVX512_BF16 = CpuFacts("x86_64", "AMD EPYC 9B14", ("avx2", "avx512f", "avx512_bf16"), (0, 1))
@@ -76,7 +76,7 @@ def test_bf16_on_a_pre_ampere_gpu_is_flagged():
 
 
 def test_a_run_record_carries_the_warning_of_its_host(monkeypatch):
-    from dualbench import runner
+    from dualbench.measure import runner
 
     monkeypatch.setattr(runner, "cpu_facts", lambda: AVX2)
     slots = {"A": {"result": None}, "B": {"result": {"device_info": {"kind": "cpu"}}}}
@@ -88,7 +88,7 @@ def test_a_run_record_carries_the_warning_of_its_host(monkeypatch):
 
 
 def test_a_gpu_run_is_judged_by_its_workers_capability(monkeypatch):
-    from dualbench import runner
+    from dualbench.measure import runner
 
     info = {"device_info": {"kind": "cuda", "compute_capability": [7, 5]}}
     slots = {"A": {"result": info}, "B": {"result": None}}

@@ -10,7 +10,7 @@ from html import unescape
 import pandas as pd
 import pytest
 
-from dualbench import report
+from dualbench.report import render as report
 
 NAN = math.nan
 LATENCIES = ("ttft", "tpot", "itl", "e2e")

@@ -13,10 +13,16 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from dualbench import sources
-from dualbench.convert import ConversionError, convert
-from dualbench.presets import SYNTHETIC_PRESETS
-from dualbench.sources import SourceError, fetch, parse_source, read_source, synthetic_tokenizer
+from dualbench.model_shapes import SYNTHETIC_PRESETS
+from dualbench.models import sources
+from dualbench.models.convert import ConversionError, convert
+from dualbench.models.sources import (
+    SourceError,
+    fetch,
+    parse_source,
+    read_source,
+    synthetic_tokenizer,
+)
 
 TINY = "synthetic:llama-3.2-tiny"
 # tiny: embedding 128256 * 256 = 32 833 536; per layer q 256*256 + k 256*64 + v 256*64

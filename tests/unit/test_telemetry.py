@@ -1,5 +1,5 @@
 """The sampler, the sources' availability, and the reduction of a run's samples to the window
-(dualbench.telemetry, dualbench.telemetry_summary) on hand-made records."""
+(dualbench.telemetry, dualbench.analysis.telemetry) on hand-made records."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from dualbench import telemetry
-from dualbench.telemetry_summary import active_fraction, summarize
-from dualbench.worker import sample_utilization
+from dualbench.analysis.telemetry import active_fraction, summarize
+from dualbench.measure.worker import sample_utilization
+from dualbench.telemetry import sampler as tsampler
+from dualbench.telemetry import sources as tsources
 
 S = 1_000_000_000
 
 
-class FlakySource(telemetry.Source):
+class FlakySource(tsources.Source):
     name = "flaky"
 
     def __init__(self):
@@ -31,7 +32,7 @@ class FlakySource(telemetry.Source):
 
 
 def test_sampler_records_samples_and_gaps_without_stopping(tmp_path):
-    sampler = telemetry.Sampler([FlakySource()], interval_s=0.02).start()
+    sampler = tsampler.Sampler([FlakySource()], interval_s=0.02).start()
     time.sleep(0.3)
     sampler.stop()
     assert sampler.rows and all(r[3:] == ("power_w", 10.0, "flaky") for r in sampler.rows)
@@ -41,21 +42,21 @@ def test_sampler_records_samples_and_gaps_without_stopping(tmp_path):
     stamps = [r[0] for r in sampler.rows]
     assert stamps == sorted(stamps) and abs(stamps[-1] - time.perf_counter_ns()) < 5 * S
     sampler.write(tmp_path / "t.csv", [(1, "A", "npu:0", "npu_util_pct", 5.0, "torch")])
-    rows = telemetry.read_csv(tmp_path / "t.csv")
+    rows = tsampler.read_csv(tmp_path / "t.csv")
     assert rows[0] == {"t_ns": 1, "slots": "A", "device": "npu:0", "metric": "npu_util_pct",
                        "value": 5.0, "source": "torch"}  # fmt: skip
 
 
 def test_no_rapl_is_a_reason_not_a_zero(monkeypatch, tmp_path):
-    monkeypatch.setattr(telemetry, "RAPL_GLOB", str(tmp_path / "intel-rapl:[0-9]*"))
-    domains, why = telemetry.rapl_domains()
+    monkeypatch.setattr(tsources, "RAPL_GLOB", str(tmp_path / "intel-rapl:[0-9]*"))
+    domains, why = tsources.rapl_domains()
     assert domains == [] and "no RAPL energy counter" in why
     (tmp_path / "intel-rapl:0").mkdir()
     (tmp_path / "intel-rapl:0" / "energy_uj").write_text("123\n")
     (tmp_path / "intel-rapl:0" / "max_energy_range_uj").write_text("262143328850\n")
-    domains, why = telemetry.rapl_domains()
+    domains, why = tsources.rapl_domains()
     assert domains == [tmp_path / "intel-rapl:0"] and why == ""
-    source = telemetry.RaplSource(domains, ("A", "B"))
+    source = tsources.RaplSource(domains, ("A", "B"))
     assert source.read() == [("energy_uj:intel-rapl:0", 123.0)]
     assert source.describe()["wraps"] == {"energy_uj:intel-rapl:0": 262143328850.0}
 
@@ -64,7 +65,7 @@ def test_npu_without_npu_smi_says_so(monkeypatch):
     from dualbench.backends.base import Slot
 
     monkeypatch.setenv("PATH", "/nonexistent")
-    sources, missing = telemetry.sources_for("npu", {"A": Slot("A", "npu", 0)})
+    sources, missing = tsources.sources_for("npu", {"A": Slot("A", "npu", 0)})
     assert sources == []
     assert "npu-smi is not on PATH" in missing["npu:0"] and "npu:0" in missing["energy"]
 
@@ -75,7 +76,7 @@ NPU_SMI_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "npu-smi"
 @pytest.fixture
 def fake_npu_smi(monkeypatch):
     """npusmi.run answering from views per (view, chip id or None); the calls it saw."""
-    from dualbench import npusmi
+    from dualbench.telemetry import npusmi
 
     views, calls = {}, []
 
@@ -101,31 +102,31 @@ def whole_card_views() -> dict[tuple[str, None], str]:
 
 
 def test_npu_smi_source_samples_its_chip_not_the_mcu(monkeypatch, fake_npu_smi):
-    from dualbench import npusmi
+    from dualbench.telemetry import npusmi
 
     views, calls = fake_npu_smi
     views.update(whole_card_views())
     # no `npu-smi info -m`: the logic id is the NPU ID, the chip unknown, and no -c is passed
     monkeypatch.setattr(npusmi, "chip_address", lambda logic_id: (logic_id, None))
-    values = dict(telemetry.NpuSmiSource(0, ("A",)).read())
+    values = dict(tsources.NpuSmiSource(0, ("A",)).read())
     assert values["power_w"] == 9.1 and values["aicore_pct"] == 0.0
     assert calls and all("-c" not in call for call in calls)
 
 
 def test_npu_smi_source_asks_its_chip_with_c(monkeypatch, fake_npu_smi):
-    from dualbench import npusmi
+    from dualbench.telemetry import npusmi
 
     views, calls = fake_npu_smi
     # what `-c 1` prints: that chip's fields, no Chip ID
     views[("power", 1)] = "\tNPU Real-time Power(W)         : 41.5\n"
     views[("usages", 1)] = "\tAicore Usage Rate(%)           : 12\n"
     monkeypatch.setattr(npusmi, "chip_address", lambda logic_id: (0, 1))
-    assert dict(telemetry.NpuSmiSource(1, ("B",)).read()) == {"aicore_pct": 12.0, "power_w": 41.5}
+    assert dict(tsources.NpuSmiSource(1, ("B",)).read()) == {"aicore_pct": 12.0, "power_w": 41.5}
     assert all(call[-2:] == ("-c", "1") for call in calls)
 
 
 def test_npu_smi_view_without_the_chip_is_a_gap_not_the_mcus_value(monkeypatch, fake_npu_smi):
-    from dualbench import npusmi
+    from dualbench.telemetry import npusmi
 
     views, _ = fake_npu_smi
     views.update(whole_card_views())
@@ -134,7 +135,7 @@ def test_npu_smi_view_without_the_chip_is_a_gap_not_the_mcus_value(monkeypatch, 
         "\tNPU ID : 0\n\tChip Count : 1\n\n\tNPU Real-time Power(W) : 3.4\n\tChip Name : MCU\n"
     )
     monkeypatch.setattr(npusmi, "chip_address", lambda logic_id: (logic_id, None))
-    sampler = telemetry.Sampler([telemetry.NpuSmiSource(0, ("A",))], interval_s=0.02).start()
+    sampler = tsampler.Sampler([tsources.NpuSmiSource(0, ("A",))], interval_s=0.02).start()
     time.sleep(0.15)
     sampler.stop()
     assert sampler.rows == []
@@ -295,7 +296,7 @@ def test_nvml_source_reads_utilisation_memory_power_and_energy(monkeypatch, ener
 
     mod, calls = _fake_pynvml(energy_supported)
     monkeypatch.setitem(sys.modules, "pynvml", mod)
-    source = telemetry.NvmlSource(1, ("B",))
+    source = tsources.NvmlSource(1, ("B",))
     assert ("handle", 1) in calls and source.device == "cuda:1"
     expected = [("gpu_util_pct", 87.0), ("mem_used_bytes", float(7 * 2**30)), ("power_w", 312.5)]
     if energy_supported:
@@ -310,5 +311,5 @@ def test_cuda_without_nvidia_ml_py_says_how_to_install(monkeypatch):
     from dualbench.backends.base import Slot
 
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    sources, missing = telemetry.sources_for("cuda", {"A": Slot("A", "cuda", 0)})
+    sources, missing = tsources.sources_for("cuda", {"A": Slot("A", "cuda", 0)})
     assert sources == [] and "pip install 'dualbench[cuda]'" in missing["cuda:0"]

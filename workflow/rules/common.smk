@@ -1,6 +1,6 @@
 # Names, wildcard constraints and target lists shared by the rules.
-from dualbench.precisions import PRECISION_DTYPES
-from dualbench.runner import forward_interrupts_to_jobs
+from dualbench.config.vocabulary import PRECISION_DTYPES
+from dualbench.measure.runner import forward_interrupts_to_jobs
 
 # Ctrl-C or `kill -INT` of Snakemake stops running jobs now, not after their window.
 if workflow.local_exec and not workflow.remote_exec:

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from dualbench.analysis import aggregate
+from dualbench.analysis.aggregate import aggregate
 
 aggregate(
     list(snakemake.input),

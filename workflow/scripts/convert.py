@@ -1,8 +1,8 @@
-# Thin adapter: rule convert -> dualbench.convert.convert
+# Thin adapter: rule convert -> dualbench.models.convert.convert
 import json
 
-from dualbench.cli import user_errors_exit
-from dualbench.convert import convert
+from dualbench.errors import user_errors_exit
+from dualbench.models.convert import convert
 
 spec = json.loads(snakemake.params.spec)
 with user_errors_exit():

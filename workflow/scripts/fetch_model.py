@@ -1,8 +1,8 @@
-# Thin adapter: rule fetch_model -> dualbench.sources.fetch
+# Thin adapter: rule fetch_model -> dualbench.models.sources.fetch
 import json
 
-from dualbench.cli import user_errors_exit
-from dualbench.sources import fetch
+from dualbench.errors import user_errors_exit
+from dualbench.models.sources import fetch
 
 spec = json.loads(snakemake.params.spec)
 with user_errors_exit():

@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from dualbench.metrics import DEFINITIONS
-from dualbench.report import write_report
+from dualbench.analysis.metrics import DEFINITIONS
+from dualbench.report.render import write_report
 
 spec = json.loads(snakemake.params.spec)
 write_report(

@@ -1,8 +1,8 @@
-# Thin adapter: rule run -> dualbench.runner.run_to_file
+# Thin adapter: rule run -> dualbench.measure.runner.run_to_file
 import json
 
-from dualbench.cli import user_errors_exit
-from dualbench.runner import exit_on_signals, run_to_file
+from dualbench.errors import user_errors_exit
+from dualbench.measure.runner import exit_on_signals, run_to_file
 
 spec = json.loads(snakemake.params.spec)
 # Ctrl-C reaches this script (it is in Snakemake's process group) but not the workers.

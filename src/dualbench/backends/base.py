@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-
-class DeviceError(RuntimeError):
-    """A device that was asked for but cannot be used; str() says what and how to fix it."""
+from dualbench.errors import DeviceError
 
 
 @dataclasses.dataclass(frozen=True)

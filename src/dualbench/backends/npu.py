@@ -33,7 +33,7 @@ from dualbench.backends.base import AcceleratorBackend, DeviceError
 _OOM_MARKERS = ("NPU out of memory", "EL0004")
 
 
-def _import_torch_npu():
+def import_torch_npu():
     """torch_npu, or DeviceError saying in one line what is missing and how to fix it."""
     try:
         import torch_npu
@@ -68,7 +68,7 @@ class NpuBackend(AcceleratorBackend):
     def __init__(self) -> None:
         # Selecting npu explicitly without torch_npu fails here, with the fix in the message,
         # instead of as an AttributeError deep inside a worker.
-        self._torch_npu = _import_torch_npu()
+        self._torch_npu = import_torch_npu()
 
     @property
     def device_module(self):
@@ -77,7 +77,7 @@ class NpuBackend(AcceleratorBackend):
     @classmethod
     def available(cls) -> bool:
         try:
-            npu = _import_torch_npu().npu
+            npu = import_torch_npu().npu
             return bool(npu.is_available()) and npu.device_count() > 0
         except Exception:
             return False

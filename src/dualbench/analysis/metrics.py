@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from dualbench.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
-from dualbench.precisions import PRECISION_DTYPES
+from dualbench.config.vocabulary import PRECISION_DTYPES
+from dualbench.models.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000

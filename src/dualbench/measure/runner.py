@@ -8,7 +8,7 @@ the message; the other worker is stopped; the pipeline goes on.
 A stop from outside is different: SIGINT (Ctrl-C), SIGTERM or SIGHUP abandon the run
 (exit_on_signals). The workers are killed at once, not after their request in flight, and no
 record is written, so that nothing takes the run for finished. A runner killed outright
-(SIGKILL) takes its workers with it too: see dualbench.worker.die_with_parent.
+(SIGKILL) takes its workers with it too: see dualbench.measure.worker.die_with_parent.
 
 Progress goes to stderr, one line per phase change and per finished call of a slot, so that a
 long window shows in Snakemake's output as it happens.
@@ -27,13 +27,13 @@ import threading
 import time
 from pathlib import Path
 
-from dualbench import telemetry
 from dualbench.backends import resolve
 from dualbench.hardware import cpu_facts
-from dualbench.precisions import emulation_warning
+from dualbench.measure.worker import PARENT_PID_ENV, Command, Event
+from dualbench.native_dtypes import emulation_warning
 from dualbench.provenance import environment
-from dualbench.telemetry_summary import WORKER_CPU_SOURCE
-from dualbench.worker import PARENT_PID_ENV, Command, Event
+from dualbench.telemetry.sampler import Sampler
+from dualbench.telemetry.sources import WORKER_CPU_SOURCE, ProcessCpuSource, sources_for
 
 # How long a worker may take to exit after "stop" before it is killed: it finishes the request
 # in flight first, so this bounds one request, not the run.
@@ -166,8 +166,8 @@ def run(
     if not settings["enabled"]:
         sources, missing = [], {"telemetry": "disabled in the config (telemetry.enabled)"}
     elif sources is None:
-        sources, missing = telemetry.sources_for(backend.kind, slots)
-    sampler = telemetry.Sampler(sources, settings.get("interval_s", 1.0))
+        sources, missing = sources_for(backend.kind, slots)
+    sampler = Sampler(sources, settings.get("interval_s", 1.0))
     try:
         sampler.start()
         idle_start_ns = time.perf_counter_ns()
@@ -190,7 +190,7 @@ def run(
             env = backend.worker_env(slot, spec.get("allocator", ""))
             workers[name] = _Worker(slot, _start_worker(name, worker_spec, env, work_dir), events)
             for source in sources:
-                if isinstance(source, telemetry.ProcessCpuSource) and source.slots == (name,):
+                if isinstance(source, ProcessCpuSource) and source.slots == (name,):
                     source.pid = workers[name].proc.pid
         status, error = _coordinate(workers, events, deadline, RunLog(spec))
     except BaseException:
@@ -244,7 +244,7 @@ def run(
 
 def dtype_warnings(kind: str, precision: str, slots: dict) -> list[str]:
     """The run's warning when its precision computes in a dtype the device only emulates
-    (dualbench.precisions): the CPU's flags are this host's, a GPU's capability is what its
+    (dualbench.native_dtypes): the CPU's flags are this host's, a GPU's capability is what its
     worker read."""
     capabilities = [
         tuple(cap)
@@ -286,7 +286,7 @@ def _start_worker(name: str, worker_spec: dict, env: dict, work_dir: Path) -> su
     log = open(work_dir / f"worker-{name}.log", "w")  # noqa: SIM115 - owned by the child
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "dualbench.worker", str(spec_path)],
+            [sys.executable, "-m", "dualbench.measure.worker", str(spec_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

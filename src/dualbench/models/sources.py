@@ -17,52 +17,17 @@ directory otherwise, so multi-GB checkpoints are not copied).
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-from dualbench.presets import FIRST_SPECIAL_TOKEN_ID, SYNTHETIC_PRESETS
+from dualbench.config.model_sources import parse_source, validate_checkpoint
+from dualbench.errors import SourceError
+from dualbench.model_shapes import FIRST_SPECIAL_TOKEN_ID, SYNTHETIC_PRESETS
 
 SOURCE_FILE = "source.json"
 # Only these files are ever fetched: safetensors weights (never pickles), configs, tokenizers.
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
-
-
-class SourceError(RuntimeError):
-    """A model that cannot be had; str() is one line saying what failed and what to do."""
-
-
-# What may follow each kind's colon. Hub ids are [org/]name of letters, digits, "-", "_" and
-# "."; a revision after "@" must not be empty. Nothing may carry surrounding whitespace: a
-# stray space ("synthetic: llama-3.2-tiny") is a typo to report, not to strip silently.
-_REFERENCES = {
-    "synthetic": re.compile(r"[\w.-]+"),
-    "hf": re.compile(r"[\w.-]+(/[\w.-]+)?(@[\w./-]+)?"),
-    "modelscope": re.compile(r"[\w.-]+/[\w.-]+"),
-    "local": re.compile(r"\S(.*\S)?"),
-}
-_FORMS = "synthetic:<preset>, hf:<repo>[@revision], modelscope:<org>/<name> or local:<dir>"
-
-
-def parse_source(source: str) -> tuple[str, str]:
-    """``kind:reference`` -> (kind, reference); SourceError with the fix when malformed."""
-    kind, sep, ref = source.partition(":")
-    if not sep or kind not in _REFERENCES:
-        raise SourceError(f"model source {source!r} is not valid; use {_FORMS}")
-    if ref != ref.strip():
-        raise SourceError(
-            f"model source {source!r} has whitespace around the reference; "
-            f"write {kind}:{ref.strip()}"
-        )
-    if kind == "hf" and ref.endswith("@"):
-        raise SourceError(
-            f"model source {source!r} has an empty revision after @; write "
-            f"hf:{ref[:-1]}@<revision> or drop the @"
-        )
-    if not _REFERENCES[kind].fullmatch(ref):
-        raise SourceError(f"model source {source!r} is not valid; use {_FORMS}")
-    return kind, ref
 
 
 def fetch(source: str, out_dir: Path, seed: int = 0, trust_remote_code: bool = False) -> dict:
@@ -169,30 +134,6 @@ def synthetic_tokenizer():
 
 
 # --- real checkpoints ---------------------------------------------------------------------
-
-
-def validate_checkpoint(path: Path, source: str) -> dict[str, Any]:
-    """Check that ``path`` is a loadable Hugging Face checkpoint with safetensors weights."""
-    path = Path(path)
-    if not path.is_dir():
-        raise SourceError(f"model source {source!r}: {path} is not a directory; fix the path")
-    if not (path / "config.json").is_file():
-        raise SourceError(
-            f"model source {source!r}: {path} has no config.json; not a HF checkpoint"
-        )
-    if not any(path.glob("*.safetensors")):
-        raise SourceError(
-            f"model source {source!r}: {path} has no *.safetensors weights (pickled .bin "
-            "weights are never loaded); convert the checkpoint to safetensors"
-        )
-    tokenizer_files = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
-    if not any((path / f).is_file() for f in tokenizer_files):
-        raise SourceError(f"model source {source!r}: {path} has no tokenizer files; add them")
-    config = json.loads((path / "config.json").read_text())
-    return {
-        "architectures": config.get("architectures"),
-        "max_position_embeddings": config.get("max_position_embeddings"),
-    }
 
 
 def _patterns(trust_remote_code: bool) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from dualbench.report import (
+from dualbench.report.render import (
     DASH,
     _as_bool,
     _figure,

@@ -27,14 +27,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dualbench.errors import Int4Error
+
 GROUP_SIZES = (32, 64, 128, 256)
 # Activations of every INT4 kernel here: torch's int4pack kernels take bf16 only, and on CPU
 # they are fast only with bf16 (DESIGN §7); torch_npu's takes fp16 or bf16.
 ACTIVATION_DTYPE = torch.bfloat16
-
-
-class Int4Error(RuntimeError):
-    """A user-fixable INT4 problem (unsupported chip, shape or artifact); str() is one line."""
 
 
 # --- writing the artifact ------------------------------------------------------------------
@@ -435,9 +433,9 @@ class NpuKernel(Kernel):
     @property
     def torch_npu(self):
         if self._torch_npu is None:
-            from dualbench.backends.npu import _import_torch_npu
+            from dualbench.backends.npu import import_torch_npu
 
-            self._torch_npu = _import_torch_npu()
+            self._torch_npu = import_torch_npu()
         return self._torch_npu
 
     def chip(self) -> str:

@@ -1,8 +1,8 @@
-"""The precisions a run can name, the dtypes they mean, and which of them a device computes
-natively (plain data and pure functions: the Snakefile uses them at validation).
+"""Which dtypes a device computes natively: what the ``native16`` precision resolves to, and
+the warning a run carries when it computes in a dtype its device only emulates (pure functions
+of the hardware facts in dualbench.hardware; the Snakefile uses them at validation).
 
-``native16`` is an alias, resolved once at validation against the machine's hardware facts
-(dualbench.hardware), so that every cache key and results path holds the concrete precision:
+``native16`` resolves, once at validation, to:
 - CPU: bf16 where the CPU has native bf16 dot products (x86 AVX512-BF16 or AMX-BF16, Arm
   FEAT_BF16), else fp32. fp16 is not chosen on CPUs: without AVX512-FP16/AMX-FP16 it is
   emulated too, and CPUs that have it also have bf16.
@@ -15,13 +15,6 @@ Measured on an AVX2-only CPU (issue 8): a 1024-token forward pass of the mini mo
 
 from __future__ import annotations
 
-NATIVE16 = "native16"
-# What a config may list; the schema's enum says the same.
-PRECISIONS = (NATIVE16, "fp32", "bf16", "fp16", "int4")
-# The dtype a worker must find in its loaded weights for each concrete precision: a checkpoint
-# that loads as something else would be benchmarked at the wrong precision without a word.
-# INT4 is weight-only: its 16-bit tensors and activations are bf16 (dualbench.int4).
-PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int4": "bfloat16"}
 # Chips whose cube units compute bf16 (Atlas A2/A3): npu-smi names them 910B1..910B4, 910B2C...
 NPU_BF16_CHIPS = ("910B", "910_93", "Ascend910B", "Ascend910_93")
 

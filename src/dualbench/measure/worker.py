@@ -1,6 +1,6 @@
 """One benchmark worker: one model on one slot, in its own fresh interpreter.
 
-Started by the runner as ``python -m dualbench.worker SPEC.json`` with the slot's pinning
+Started by the runner as ``python -m dualbench.measure.worker SPEC.json`` with the slot's pinning
 environment already set (CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES / OMP_NUM_THREADS must
 exist before torch initialises, which is why workers are fresh interpreters and never forks).
 
@@ -183,7 +183,7 @@ def run_worker(spec: dict, proto: Protocol) -> dict:
     import torch
     from transformers import AutoTokenizer
 
-    from dualbench.engine import generation_config, load_model, timed_generate
+    from dualbench.measure.engine import generation_config, load_model, timed_generate
     from dualbench.workload import prompt_pool
 
     settings = spec["settings"]

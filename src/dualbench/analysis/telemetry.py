@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from dualbench import energy
-from dualbench.energy import NS_PER_S
+from dualbench.analysis.series import NS_PER_S, counter_delta, integrate, net_energy
+from dualbench.analysis.series import mean as time_mean
+from dualbench.telemetry.sources import WORKER_CPU_SOURCE
 
 # Device utilisation metrics in order of preference, with the label the tables show.
 UTIL_METRICS = [
@@ -21,7 +22,6 @@ UTIL_METRICS = [
     ("gpu_util_pct", "NVML utilization.gpu"),
 ]
 CPU_UTIL_SOURCE = "process CPU time / (wall × slot cores)"
-WORKER_CPU_SOURCE = "worker process_time"
 # Energy counters: metric prefix -> joules per unit.
 COUNTERS = {"energy_uj": 1e-6, "energy_mj": 1e-3}
 
@@ -78,8 +78,8 @@ def device_energy(series, device: str, wraps: dict, window, idle) -> dict:
         for metric, s in counters.items():
             scale = COUNTERS[metric.split(":")[0]]
             wrap = wraps.get(metric)
-            parts.append(energy.counter_delta(s, start, end, wrap))
-            idle_parts.append(energy.counter_delta(s, *idle, wrap) if idle_s > 0 else None)
+            parts.append(counter_delta(s, start, end, wrap))
+            idle_parts.append(counter_delta(s, *idle, wrap) if idle_s > 0 else None)
             parts[-1] = None if parts[-1] is None else parts[-1] * scale
             idle_parts[-1] = None if idle_parts[-1] is None else idle_parts[-1] * scale
         if all(p is not None for p in parts):
@@ -87,14 +87,14 @@ def device_energy(series, device: str, wraps: dict, window, idle) -> dict:
             if all(p is not None for p in idle_parts):
                 idle_j = sum(idle_parts)
     if gross is None and power:
-        gross = energy.integrate(power, start, end)
+        gross = integrate(power, start, end)
         source = "sampled power, trapezoid" if gross is not None else ""
         if idle_s > 0:
-            idle_j = energy.integrate(power, *idle)
+            idle_j = integrate(power, *idle)
     idle_w = idle_j / idle_s if idle_j is not None and idle_s > 0 else None
     return {
         "energy_j": gross,
-        "energy_net_j": energy.net_energy(gross, idle_w, window_s),
+        "energy_net_j": net_energy(gross, idle_w, window_s),
         "power_mean_w": gross / window_s if gross is not None and window_s > 0 else None,
         "power_idle_w": idle_w,
         "energy_source": source,
@@ -132,7 +132,7 @@ def summarize(record: dict, rows: list[dict], window: tuple[int, int], tokens: d
         # window's end; the parent's samples (10 ms ticks) only where the worker has none.
         cpu = _cpu_series(rows, slot["device"])
         if cpu and cores and window_s > 0:
-            delta = energy.counter_delta(cpu, start, end)
+            delta = counter_delta(cpu, start, end)
             if delta is not None:
                 cols["util_pct"] = 100 * delta / (window_s * cores)
                 cols["util_source"] = CPU_UTIL_SOURCE
@@ -141,7 +141,7 @@ def summarize(record: dict, rows: list[dict], window: tuple[int, int], tokens: d
                 break
             for (device, m), s in series.items():
                 if m == metric and name in owners.get(device, ()):
-                    value = energy.mean(s, start, end)
+                    value = time_mean(s, start, end)
                     if value is not None:
                         cols["util_pct"], cols["util_source"] = value, label
                         break

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dualbench import telemetry
-from dualbench.metrics import (
+from dualbench.analysis.metrics import (
     LATENCIES,
     NS_PER_S,
     STATS,
@@ -33,8 +32,9 @@ from dualbench.metrics import (
     slot_metrics,
     validity,
 )
-from dualbench.telemetry_summary import WORKER_CPU_SOURCE as WORKER_CPU
-from dualbench.telemetry_summary import summarize
+from dualbench.analysis.telemetry import summarize
+from dualbench.telemetry.sampler import read_csv as read_telemetry_csv
+from dualbench.telemetry.sources import WORKER_CPU_SOURCE as WORKER_CPU
 
 IDENTITY = ["run_id", "scenario", "precision", "layout", "slot"]
 RUN_COLUMNS = [
@@ -162,7 +162,7 @@ def run_tables(
     record: dict, model_sources: dict[str, str] | None = None, telemetry_rows: list | None = None
 ):
     """(run rows, request rows) of one run record; with its telemetry.csv rows, also the
-    utilisation and energy columns (dualbench.telemetry_summary)."""
+    utilisation and energy columns (dualbench.analysis.telemetry)."""
     spec = record["spec"]
     run_id = f"{spec['scenario']}/{spec['precision']}/{spec['layout']}"
     ident = {
@@ -476,7 +476,7 @@ def aggregate(run_paths: list[Path], out_dir: Path, model_sources: dict[str, str
         record = json.loads(Path(path).read_text())
         records.append(record)
         tele_path = Path(path).parent / (record.get("telemetry") or {}).get("file", "-")
-        tele = telemetry.read_csv(tele_path) if tele_path.is_file() else []
+        tele = read_telemetry_csv(tele_path) if tele_path.is_file() else []
         rows, reqs = run_tables(record, model_sources, tele)
         run_rows += rows
         request_rows += reqs

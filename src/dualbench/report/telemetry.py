@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from dualbench.report import (
+from dualbench.report.render import (
     DASH,
     SLOT_COLORS,
     _figure,

@@ -4,8 +4,8 @@ Writes a complete Hugging Face checkpoint (safetensors, config, tokenizer) plus
 ``conversion.json``, so a run loads exactly the bytes it benchmarks and never converts inside
 the measured process:
 - bf16 / fp16: a cast, with a count of values that stopped being finite;
-- int4: the compressed-tensors pack-quantized artifact (dualbench.int4), its bytes, and its
-  fidelity against the 16-bit source on a fixed seeded input set (dualbench.fidelity).
+- int4: the compressed-tensors pack-quantized artifact (dualbench.models.int4), its bytes, and its
+  fidelity against the 16-bit source on a fixed seeded input set (dualbench.models.fidelity).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import re
 import time
 from pathlib import Path
 
-from dualbench.precisions import PRECISION_DTYPES as DTYPES
-from dualbench.sources import read_source
+from dualbench.config.vocabulary import PRECISION_DTYPES as DTYPES
+from dualbench.errors import ConversionError
+from dualbench.models.sources import read_source
 
 CONVERSION_FILE = "conversion.json"
 # The decoder blocks' linear layers, in a 16-bit or an INT4 checkpoint: the weights INT4
@@ -26,10 +27,6 @@ BLOCK_LINEAR = re.compile(
     r"(weight|weight_packed|weight_scale|weight_zero_point|weight_shape)$"
 )
 INT4_DEFAULTS = {"group_size": 128, "symmetric": False, "quantize_lm_head": False}
-
-
-class ConversionError(RuntimeError):
-    pass
 
 
 def convert(base_dir: Path, precision: str, out_dir: Path, int4: dict | None = None) -> dict:
@@ -98,8 +95,8 @@ def _convert_dense(source: dict, precision: str, out_dir: Path) -> dict:
 def _convert_int4(source: dict, out_dir: Path, settings: dict) -> dict:
     import torch
 
-    from dualbench import int4
-    from dualbench.fidelity import measure_fidelity
+    from dualbench.models import int4
+    from dualbench.models.fidelity import measure_fidelity
 
     model = _load(source, int4.ACTIVATION_DTYPE)
     parameters = sum(p.numel() for p in model.parameters())
@@ -126,7 +123,7 @@ def _convert_int4(source: dict, out_dir: Path, settings: dict) -> dict:
 def linear_weight_bytes(model_dir: Path) -> int:
     """Bytes of the decoder blocks' linear weights as stored (INT4: packed values, scales,
     zero points and shapes), from the safetensors headers' byte offsets."""
-    from dualbench.int4 import SafetensorsFile
+    from dualbench.models.int4 import SafetensorsFile
 
     total = 0
     for path in Path(model_dir).glob("*.safetensors"):

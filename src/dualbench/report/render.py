@@ -814,7 +814,7 @@ def _fig_ttft_distribution(requests, keys, single_precision) -> plt.Figure | str
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("dualbench", "templates"),
+        loader=jinja2.PackageLoader("dualbench.report", "templates"),
         # Explicitly on: select_autoescape keys on the file extension, and ".j2" is not ".html".
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -843,8 +843,8 @@ def render_report(
 
     ``hardware_notes``: what validation resolved against the machine (native16's dtype and
     why, dtypes the device only emulates), shown first, beside every run's own warnings."""
-    from dualbench.report_int4 import int4_section
-    from dualbench.report_telemetry import telemetry_section
+    from dualbench.report.int4 import int4_section
+    from dualbench.report.telemetry import telemetry_section
 
     runs = _prepare_runs(runs)
     scaling = _normalise(scaling, SCALING_STR_COLUMNS, SCALING_NUM_COLUMNS, ["valid"])

@@ -1,9 +1,9 @@
 """How far INT4 weights move a model's outputs from its 16-bit source.
 
 Both models run in fp32 on the same fixed, seeded input set: the 16-bit source weights (exact
-in fp32) against the artifact's weights dequantised exactly (dualbench.int4). Computing both in
-fp32 isolates the quantisation error from any kernel's rounding; how closely each native kernel
-follows the dequantised weights is tested separately (tests/unit/test_int4.py).
+in fp32) against the artifact's weights dequantised exactly (dualbench.models.int4). Computing
+both in fp32 isolates the quantisation error from any kernel's rounding; how closely each native
+kernel follows the dequantised weights is tested separately (tests/unit/test_int4.py).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def measure_fidelity(source: dict, int4_dir: Path) -> dict:
     from torch import nn
     from transformers import AutoModelForCausalLM
 
-    from dualbench.int4 import read_int4_weights
+    from dualbench.models.int4 import read_int4_weights
 
     model = AutoModelForCausalLM.from_pretrained(
         source["weights_dir"],

@@ -1,29 +1,22 @@
-"""Device telemetry sampled beside a run, in the parent (the runner), never in the workers.
+"""What the runner can sample beside a run, per backend: the worker processes' CPU time, RAPL
+package energy, npu-smi usage and power, NVML utilisation, power and energy (DESIGN §5-6).
 
-Each source is sampled by its own thread every ``interval_s`` (an npu-smi call can take longer
-than a fast counter read, and must not delay the others). A sample is stamped with
-``time.perf_counter_ns()`` at the middle of its read, the clock of the workers' token
-timestamps, so it can be placed in the co-located window exactly. Sampling starts ``idle_s``
-before the first worker is spawned: those samples are the idle baseline.
-
-Rows go to ``telemetry.csv`` beside run.json: t_ns, slots (the slots whose work the source
-sees, "+"-joined), device, metric, value, source. Counters (cpu_time_s, energy_uj, energy_mj)
-are written raw; dualbench.energy turns them into window deltas. A read that fails is a gap,
-counted and described in the run record, never a crash and never a made-up value.
+Each source reads its values when asked (``read`` returns [(metric, value)] or raises); the
+sampler (dualbench.telemetry.sampler) decides when. ``sources_for`` picks the sources a run on
+a backend can have and says, for each thing that cannot be measured there, why.
 """
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-COLUMNS = ["t_ns", "slots", "device", "metric", "value", "source"]
 RAPL_GLOB = "/sys/class/powercap/intel-rapl:[0-9]*"
+# The ``source`` of the CPU-time rows a CPU worker reads itself (at release and after every
+# call) and hands back in its result; the runner writes them beside the sampled ones, and the
+# analysis prefers them (they are exact at the window's end).
+WORKER_CPU_SOURCE = "worker process_time"
 
 
 class Source:
@@ -106,13 +99,13 @@ class NpuSmiSource(Source):
     name = "npu-smi"
 
     def __init__(self, logic_id: int, slots: tuple[str, ...]):
-        from dualbench import npusmi
+        from dualbench.telemetry import npusmi
 
         super().__init__(f"npu:{logic_id}", slots)
         self.npu_id, self.chip_id = npusmi.chip_address(logic_id)
 
     def read(self):
-        from dualbench import npusmi
+        from dualbench.telemetry import npusmi
 
         # Without -c npu-smi prints the whole card, MCU included: the parsers pick our chip.
         usages = npusmi.parse_usages(
@@ -156,79 +149,6 @@ class NvmlSource(Source):
             except nvml.NVMLError:
                 self.has_energy = False  # pre-Volta: power samples only
         return values
-
-
-@dataclass
-class Sampler:
-    """Threads sampling ``sources`` every ``interval_s`` until ``stop``."""
-
-    sources: list[Source]
-    interval_s: float
-    rows: list[tuple] = field(default_factory=list)
-    gaps: dict[str, dict] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self) -> Sampler:
-        for source in self.sources:
-            thread = threading.Thread(target=self._loop, args=(source,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def _loop(self, source: Source) -> None:
-        next_tick = time.perf_counter()
-        while not self._stop.is_set():
-            self._sample(source, record_gap=True)
-            next_tick += self.interval_s
-            self._stop.wait(max(0.0, next_tick - time.perf_counter()))
-        # One more at stop, which comes after the window's end: without it the window's last
-        # interval would have no sample after it. A source gone by then (an exited worker's
-        # CPU time) is not a gap.
-        self._sample(source, record_gap=False)
-
-    def _sample(self, source: Source, record_gap: bool) -> None:
-        before = time.perf_counter_ns()
-        try:
-            values = source.read()
-        except Exception as exc:  # recorded as a gap: telemetry must never end a run
-            if record_gap:
-                self._gap(source, exc)
-            return
-        stamp = (before + time.perf_counter_ns()) // 2
-        with self._lock:
-            for metric, value in values:
-                self.rows.append(
-                    (stamp, "+".join(source.slots), source.device, metric, value, source.name)
-                )
-
-    def _gap(self, source: Source, exc: Exception) -> None:
-        key = f"{source.name} {source.device}"
-        with self._lock:
-            gap = self.gaps.setdefault(key, {"count": 0, "first_error": ""})
-            gap["count"] += 1
-            gap["first_error"] = gap["first_error"] or f"{type(exc).__name__}: {exc}"[:300]
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def write(self, path: Path, extra_rows: list[tuple] = ()) -> None:
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(COLUMNS)
-            writer.writerows(sorted([*self.rows, *extra_rows]))
-
-
-def read_csv(path: Path) -> list[dict]:
-    """telemetry.csv rows with t_ns as int and value as float."""
-    with open(path, newline="") as f:
-        return [
-            {**row, "t_ns": int(row["t_ns"]), "value": float(row["value"])}
-            for row in csv.DictReader(f)
-        ]
 
 
 def sources_for(kind: str, slots: dict) -> tuple[list[Source], dict[str, str]]:

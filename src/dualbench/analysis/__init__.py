@@ -1,0 +1,1 @@
+"""The analysis stage: run records in, the tables of results/metrics/ out."""

@@ -1,0 +1,47 @@
+"""The configuration: its vocabulary, validation against the schema and the machine, and the
+canonical slice of it that each rule reads (DESIGN §4).
+
+- ``vocabulary``: slot names, layouts, precisions and their dtypes (plain data);
+- ``yaml_file``: reading a config file, duplicated keys refused;
+- ``model_sources``: the syntax of a model source and a local checkpoint's required files;
+- ``validation``: schema, defaults, the rules the schema cannot express;
+- ``machine_fit``: the config against this machine (devices, cores, ``native16``);
+- ``params``: what each rule reads, as canonical JSON (the cache keys).
+
+The names below are the package's public face, used by the Snakefile and the CLI. Importing
+it stays cheap (no torch, no transformers): the Snakefile imports it on every invocation.
+"""
+
+from dualbench.config.params import (
+    aggregate_params,
+    canonical,
+    convert_params,
+    model_params,
+    report_params,
+    run_params,
+    run_spec,
+    slot_settings,
+)
+from dualbench.config.validation import load, schema, validate
+from dualbench.config.vocabulary import LAYOUTS, SLOT_NAMES, layout_slots
+from dualbench.config.yaml_file import read_yaml
+from dualbench.errors import ConfigError
+
+__all__ = [
+    "LAYOUTS",
+    "SLOT_NAMES",
+    "ConfigError",
+    "aggregate_params",
+    "canonical",
+    "convert_params",
+    "layout_slots",
+    "load",
+    "model_params",
+    "read_yaml",
+    "report_params",
+    "run_params",
+    "run_spec",
+    "schema",
+    "slot_settings",
+    "validate",
+]

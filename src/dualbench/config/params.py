@@ -1,0 +1,113 @@
+"""What each rule reads: the canonical per-rule slices of the validated config.
+
+Everything Snakemake caches on goes through the ``*_params`` helpers here. Each returns a
+canonical JSON string (keys sorted recursively, no whitespace), built only from the keys that
+rule reads, so that a config edit reruns exactly the rules whose slice changed, and reordering
+or reformatting the YAML reruns nothing (DESIGN §4). ``run_spec`` is also the run's cache key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dualbench.config.vocabulary import INT4_CONVERT_KEYS, PER_SLOT_KEYS, SLOT_NAMES, layout_slots
+
+
+def _normalise_numbers(value: Any) -> Any:
+    # 10 and 10.0 are the same setting: write both as 10, so the spelling reruns nothing.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalise_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise_numbers(v) for v in value]
+    return value
+
+
+def canonical(value: Any) -> str:
+    """The one serialisation every rule's params use (see the module docstring)."""
+    return json.dumps(
+        _normalise_numbers(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def slot_settings(cfg: dict, scenario: str, slot: str) -> dict:
+    """The per-slot workload of ``scenario``: scenario-wide values with the slot's overrides."""
+    sc = cfg["scenarios"][scenario]
+    merged = {k: sc[k] for k in PER_SLOT_KEYS}
+    merged.update(sc.get("slots", {}).get(slot, {}))
+    return merged
+
+
+def model_params(cfg: dict, model: str) -> str:
+    """The source, plus only the keys that source kind uses: a seed matters only to a
+    synthetic model, remote code only to a downloaded or local checkpoint."""
+    m = cfg["models"][model]
+    if m["source"].startswith("synthetic:"):
+        return canonical({"source": m["source"], "seed": m["seed"]})
+    return canonical({"source": m["source"], "trust_remote_code": m["trust_remote_code"]})
+
+
+def convert_params(cfg: dict, precision: str) -> str:
+    """The precision, plus the int4 settings for int4 only: editing int4.group_size rebuilds
+    the INT4 artifact and nothing 16-bit."""
+    params = {"precision": precision}
+    if precision == "int4":
+        params["int4"] = {k: cfg["int4"][k] for k in INT4_CONVERT_KEYS}
+    return canonical(params)
+
+
+def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
+    """Everything one run needs and nothing more: it is also the run's cache key."""
+    sc = cfg["scenarios"][scenario]
+    slot_devices = (
+        cfg["slots"] if cfg["slots"] == "auto" else dict(zip(SLOT_NAMES, cfg["slots"], strict=True))
+    )
+    slots = {}
+    for slot in layout_slots(layout):
+        slots[slot] = {
+            **slot_settings(cfg, scenario, slot),
+            "model": slot,
+            "device": slot_devices if slot_devices == "auto" else slot_devices[slot],
+        }
+    spec = {
+        "scenario": scenario,
+        "precision": precision,
+        "layout": layout,
+        "device": cfg["resolved"]["device"],
+        "duration_s": sc["duration_s"],
+        "seed": sc["seed"],
+        "timeout_s": cfg["run"]["timeout_s"],
+        "slots": slots,
+        "telemetry": cfg["telemetry"],
+    }
+    # The allocator setting exists only on accelerators: on a CPU-only config it is not part
+    # of the run, so editing it reruns nothing there.
+    cpu_only = cfg["resolved"]["device"] == "cpu" or (
+        cfg["slots"] != "auto" and all(s.startswith("cpu:") for s in cfg["slots"])
+    )
+    if not cpu_only:
+        spec["allocator"] = cfg["allocator"]
+    if precision == "int4":
+        spec["int4_kernel"] = cfg["int4"]["kernel"]
+    return spec
+
+
+def run_params(cfg: dict, scenario: str, precision: str, layout: str) -> str:
+    return canonical(run_spec(cfg, scenario, precision, layout))
+
+
+def report_params(cfg: dict) -> str:
+    return canonical(
+        {
+            "title": cfg["report"]["title"],
+            "scenarios": {name: sc["description"] for name, sc in cfg["scenarios"].items()},
+            "hardware_notes": cfg["resolved"]["notes"] + cfg["resolved"]["warnings"],
+        }
+    )
+
+
+def aggregate_params(cfg: dict) -> str:
+    """The model sources the tables name (runs.csv's model column, environment.json)."""
+    return canonical({slot: cfg["models"][slot]["source"] for slot in SLOT_NAMES})

@@ -1,0 +1,1 @@
+"""The report stage: the metrics tables in, one self-contained HTML document out."""
