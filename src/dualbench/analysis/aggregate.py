@@ -23,10 +23,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from dualbench.analysis.columns import (
+    ENERGY_COLUMNS,
+    FIDELITY,
+    INT4_COLUMNS,
+    INT4_RATIOS,
+    PRECISION_COLUMNS,
+    REQUEST_COLUMNS,
+    RUN_COLUMNS,
+    SCALING_COLUMNS,
+    TELEMETRY_COLUMNS,
+    TELEMETRY_RUN_COLUMNS,
+)
 from dualbench.analysis.metrics import (
-    LATENCIES,
     NS_PER_S,
-    STATS,
     co_window,
     request_latencies,
     slot_metrics,
@@ -35,127 +45,6 @@ from dualbench.analysis.metrics import (
 from dualbench.analysis.telemetry import summarize
 from dualbench.telemetry.sampler import read_csv as read_telemetry_csv
 from dualbench.telemetry.sources import WORKER_CPU_SOURCE as WORKER_CPU
-
-IDENTITY = ["run_id", "scenario", "precision", "layout", "slot"]
-RUN_COLUMNS = [
-    *IDENTITY,
-    "model",
-    "backend",
-    "device",
-    "status",
-    "error",
-    "valid",
-    "invalid_reasons",
-    "warnings",
-    "prompt_tokens",
-    "new_tokens",
-    "batch_size",
-    "window_start_s",
-    "window_end_s",
-    "window_s",
-    "slot_start_s",
-    "slot_end_s",
-    "span_s",
-    "overlap_frac",
-    "requests",
-    "output_tokens",
-    "throughput_tok_s",
-    "prefill_tok_s",
-    "request_rate_rps",
-    *[f"{m}_ms_{s}" for m in LATENCIES for s in STATS],
-    "peak_mem_bytes",
-    "mem_reserved_peak_bytes",
-    "mem_source",
-    "fragmentation",
-    "allocator",
-    "kernel",
-    "weight_bytes",
-    "linear_weight_bytes",
-    "util_pct",
-    "util_source",
-    "active_pct",
-    "energy_j",
-    "energy_net_j",
-    "power_mean_w",
-    "power_idle_w",
-    "tokens_per_j",
-    "energy_source",
-    "energy_note",
-    "load_s",
-    "warmup_s",
-]
-TELEMETRY_RUN_COLUMNS = RUN_COLUMNS[RUN_COLUMNS.index("util_pct") : RUN_COLUMNS.index("load_s")]
-ENERGY_COLUMNS = [
-    "run_id",
-    "scenario",
-    "precision",
-    "layout",
-    "devices",
-    "window_s",
-    "energy_j",
-    "energy_net_j",
-    "power_mean_w",
-    "output_tokens",
-    "tokens_per_j",
-    "tokens_per_j_net",
-    "energy_source",
-    "energy_note",
-]
-TELEMETRY_COLUMNS = ["run_id", "t_s", "slots", "device", "metric", "value", "source"]
-REQUEST_COLUMNS = [
-    *IDENTITY,
-    "call",
-    "index",
-    "in_window",
-    "submit_s",
-    "ttft_ms",
-    "tpot_ms",
-    "e2e_ms",
-    "itl_ms_mean",
-    "new_tokens",
-]
-FIDELITY = ["top1_agreement", "mean_kl", "max_abs_logit_error"]
-PRECISION_COLUMNS = [
-    "model",
-    "slot",
-    "precision",
-    "dtype",
-    "format",
-    "group_size",
-    "symmetric",
-    "quantize_lm_head",
-    "parameters",
-    "weight_bytes",
-    "linear_weight_bytes",
-    *FIDELITY,
-    "fidelity_inputs",
-    "kernel",
-]
-# What INT4 changes, as int4 value / baseline value (baseline: see int4_baseline).
-INT4_RATIOS = ["throughput_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "peak_mem_bytes"]
-INT4_COLUMNS = [
-    "scenario",
-    "layout",
-    "slot",
-    "baseline",
-    *[f"{m}_{side}" for m in INT4_RATIOS for side in ("baseline", "int4")],
-    *[f"{m}_ratio" for m in INT4_RATIOS],
-    "valid",
-]
-SCALING_COLUMNS = [
-    "scenario",
-    "precision",
-    "v1_A",
-    "v1_B",
-    "v1",
-    "v2",
-    "growth",
-    "scaling_efficiency",
-    "slowdown_A",
-    "slowdown_B",
-    "valid",
-    "note",
-]
 
 
 def run_tables(
