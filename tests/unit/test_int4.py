@@ -10,20 +10,19 @@ import torch
 from torch import nn
 
 from dualbench.backends.base import DeviceError
-from dualbench.models import int4
+from dualbench.errors import Int4Error
 from dualbench.models.convert import convert, linear_weight_bytes
 from dualbench.models.fidelity import compare_logits
-from dualbench.models.int4 import (
+from dualbench.models.int4 import kernels
+from dualbench.models.int4.artifact import Int4Weight, quantize_model, read_int4_weights
+from dualbench.models.int4.kernels import (
     CpuKernel,
     CudaKernel,
-    Int4Error,
-    Int4Weight,
     NpuKernel,
     ReferenceKernel,
     kernel_for,
-    load_int4_model,
-    read_int4_weights,
 )
+from dualbench.models.int4.loader import Int4Linear, load_int4_model
 
 CPU = torch.device("cpu")
 
@@ -170,7 +169,7 @@ def test_loader_builds_int4_layers_and_keeps_lm_head_tied(tiny_int4):
     model, info = load_int4_model(tiny_int4, CPU, CpuKernel())
     assert info["kernel"] == "aten._weight_int4pack_mm_for_cpu"
     assert info["int4_layers"] == 28 and info["group_size"] == 128
-    assert isinstance(model.model.layers[0].mlp.up_proj, int4.Int4Linear)
+    assert isinstance(model.model.layers[0].mlp.up_proj, Int4Linear)
     assert isinstance(model.lm_head, nn.Linear)
     assert model.lm_head.weight is model.model.embed_tokens.weight
     # No dense copy of an INT4 layer anywhere: only the 16-bit tensors are parameters.
@@ -205,7 +204,7 @@ def test_quantised_lm_head_is_untied_and_loads(tiny_model, tmp_path):
     weights = read_int4_weights(out).weights
     assert "lm_head" in weights and weights["lm_head"].zero_point is None
     model, info = load_int4_model(out, CPU, CpuKernel())
-    assert isinstance(model.lm_head, int4.Int4Linear) and info["int4_layers"] == 29
+    assert isinstance(model.lm_head, Int4Linear) and info["int4_layers"] == 29
     assert model.model.embed_tokens.weight.dtype == torch.bfloat16
 
 
@@ -244,7 +243,7 @@ def test_group_size_must_divide_the_layer():
     )
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     with pytest.raises(Int4Error, match=r"96 input features, not a multiple of int4.group_size 64"):
-        int4.quantize_model(model, 64, False, False)
+        quantize_model(model, 64, False, False)
 
 
 def test_reading_a_16bit_checkpoint_as_int4_fails_in_one_line(tiny_model):
@@ -321,7 +320,7 @@ class _FakeAten:
 def test_cuda_kernel_builds_the_tinygemm_calls(monkeypatch, symmetric):
     fake = _FakeAten()
     monkeypatch.setattr(
-        int4,
+        kernels,
         "torch",
         types.SimpleNamespace(
             **{

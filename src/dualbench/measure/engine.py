@@ -85,7 +85,8 @@ def load_model(model_dir, device, backend_kind: str, int4_kernel: str = "native"
 
     conversion = json.loads((Path(model_dir) / "conversion.json").read_text())
     if conversion["precision"] == "int4":
-        from dualbench.models.int4 import kernel_for, load_int4_model
+        from dualbench.models.int4.kernels import kernel_for
+        from dualbench.models.int4.loader import load_int4_model
 
         return load_int4_model(model_dir, device, kernel_for(backend_kind, int4_kernel))
     model = AutoModelForCausalLM.from_pretrained(

@@ -95,12 +95,12 @@ def _convert_dense(source: dict, precision: str, out_dir: Path) -> dict:
 def _convert_int4(source: dict, out_dir: Path, settings: dict) -> dict:
     import torch
 
-    from dualbench.models import int4
     from dualbench.models.fidelity import measure_fidelity
+    from dualbench.models.int4.artifact import ACTIVATION_DTYPE, quantize_model
 
-    model = _load(source, int4.ACTIVATION_DTYPE)
+    model = _load(source, ACTIVATION_DTYPE)
     parameters = sum(p.numel() for p in model.parameters())
-    compressor = int4.quantize_model(model, **settings)
+    compressor = quantize_model(model, **settings)
     nonfinite = sum(
         int((~torch.isfinite(t)).sum())
         for t in model.state_dict().values()
@@ -123,7 +123,7 @@ def _convert_int4(source: dict, out_dir: Path, settings: dict) -> dict:
 def linear_weight_bytes(model_dir: Path) -> int:
     """Bytes of the decoder blocks' linear weights as stored (INT4: packed values, scales,
     zero points and shapes), from the safetensors headers' byte offsets."""
-    from dualbench.models.int4 import SafetensorsFile
+    from dualbench.models.safetensors_file import SafetensorsFile
 
     total = 0
     for path in Path(model_dir).glob("*.safetensors"):

@@ -60,7 +60,7 @@ def measure_fidelity(source: dict, int4_dir: Path) -> dict:
     from torch import nn
     from transformers import AutoModelForCausalLM
 
-    from dualbench.models.int4 import read_int4_weights
+    from dualbench.models.int4.artifact import read_int4_weights
 
     model = AutoModelForCausalLM.from_pretrained(
         source["weights_dir"],
