@@ -26,6 +26,7 @@ from common import build_mini_bf16  # benchmarks/common.py (the script's directo
 from dualbench import config
 from dualbench.analysis.aggregate import run_tables
 from dualbench.backends import resolve
+from dualbench.config.vocabulary import SLOT_NAMES
 from dualbench.measure import runner
 
 SCENARIO = {"prompt_tokens": 128, "new_tokens": 32, "batch_size": 1, "min_requests": 3}
@@ -87,7 +88,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="dualbench-overhead-"))
     model_dir = args.model_dir or build_mini_bf16(work)
-    _, slots = resolve("cpu", "auto")
+    _, slots = resolve("cpu", "auto", SLOT_NAMES)
     cores = list(slots["A"].cores)
     print(f"model {model_dir}, slot A cores {cores}, {args.duration:.0f} s per measurement")
     ratios, speeds = [], {"runner": [], "bare": []}

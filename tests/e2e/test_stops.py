@@ -182,7 +182,8 @@ def test_progress_lines_show_in_snakemake_output(ctrl_c):
 RUNNER = textwrap.dedent(
     """
     import json, sys
-    from dualbench.measure.runner import exit_on_signals, run_to_file
+    from dualbench.measure.lifetime import exit_on_signals
+    from dualbench.measure.runner import run_to_file
     spec, models = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     with exit_on_signals():
         run_to_file(spec, models, sys.argv[3])

@@ -164,7 +164,7 @@ def test_resolve_npu_import_error_keeps_first_line_only(monkeypatch):
     monkeypatch.delitem(sys.modules, "torch_npu", raising=False)
     monkeypatch.setattr(sys, "meta_path", [_RaisingFinder(), *sys.meta_path])
     with pytest.raises(DeviceError) as info:
-        resolve("npu", "auto")
+        resolve("npu", "auto", ("A", "B"))
     msg = str(info.value)
     assert "\n" not in msg
     assert "Two accelerators" in msg and "ERR00007" not in msg
@@ -178,7 +178,7 @@ def test_resolve_auto_slots_from_slot_kinds_without_detecting(no_npu, no_cuda, c
 
 
 def test_resolve_auto_auto_on_this_machine_gives_disjoint_cpu_slots(no_npu, no_cuda):
-    backend, slots = resolve("auto", "auto")
+    backend, slots = resolve("auto", "auto", ("A", "B"))
     assert backend.kind == "cpu"
     assert set(slots) == {"A", "B"}
     usable = set(os.sched_getaffinity(0))
@@ -191,21 +191,34 @@ def test_resolve_auto_auto_on_this_machine_gives_disjoint_cpu_slots(no_npu, no_c
 
 def test_cpu_auto_slots_split_eight_cores_in_halves(cores):
     cores(range(8))
-    slots = CpuBackend().auto_slots()
+    slots = CpuBackend().auto_slots(("A", "B"))
     assert slots["A"].cores == (0, 1, 2, 3)
     assert slots["B"].cores == (4, 5, 6, 7)
     assert slots["A"].label == "cpu:0-3" and slots["B"].label == "cpu:4-7"
 
 
+def test_cpu_auto_slots_take_their_names_from_the_caller(cores):
+    cores(range(8))
+    slots = CpuBackend().auto_slots(("x", "y", "z"))
+    # 8 // 3 = 2 cores each, in order; the two left over stay unused.
+    assert [slots[n].cores for n in "xyz"] == [(0, 1), (2, 3), (4, 5)]
+
+
+def test_accelerator_auto_slots_wrap_around_the_devices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    slots = CudaBackend().auto_slots(("x", "y", "z"))
+    assert [slots[n].index for n in "xyz"] == [0, 1, 0]
+
+
 def test_cpu_auto_slots_share_a_single_core(cores):
     cores([5])
-    slots = CpuBackend().auto_slots()
+    slots = CpuBackend().auto_slots(("A", "B"))
     assert slots["A"].cores == slots["B"].cores == (5,)
 
 
 def test_resolve_npu_auto_slots_with_fake(fake_npu):
     fake_npu(count=2)
-    backend, slots = resolve("npu", "auto")
+    backend, slots = resolve("npu", "auto", ("A", "B"))
     assert isinstance(backend, NpuBackend)
     assert [slots["A"].index, slots["B"].index] == [0, 1]
 
@@ -216,7 +229,7 @@ def test_resolve_npu_auto_slots_with_fake(fake_npu):
 @pytest.mark.parametrize(("count", "expected"), [(1, (0, 0)), (2, (0, 1)), (8, (0, 1))])
 def test_npu_auto_slots(fake_npu, count, expected):
     fake_npu(count=count)
-    slots = NpuBackend().auto_slots()
+    slots = NpuBackend().auto_slots(("A", "B"))
     assert (slots["A"].index, slots["B"].index) == expected
     assert slots["A"].kind == slots["B"].kind == "npu"
 
@@ -224,14 +237,14 @@ def test_npu_auto_slots(fake_npu, count, expected):
 @pytest.mark.parametrize(("count", "expected"), [(1, (0, 0)), (2, (0, 1))])
 def test_cuda_auto_slots(monkeypatch, count, expected):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-    slots = CudaBackend().auto_slots()
+    slots = CudaBackend().auto_slots(("A", "B"))
     assert (slots["A"].index, slots["B"].index) == expected
 
 
 def test_auto_slots_without_devices_raises(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(DeviceError, match="no cuda device"):
-        CudaBackend().auto_slots()
+        CudaBackend().auto_slots(("A", "B"))
 
 
 def test_parse_slot_accepts_visible_index(fake_npu):

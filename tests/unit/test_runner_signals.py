@@ -11,13 +11,14 @@ import time
 
 import pytest
 
-from dualbench.measure.runner import progress_text, write_atomically
+from dualbench.measure.progress import progress_text
+from dualbench.measure.runner import write_atomically
 
 # A stand-in for run_to_file under exit_on_signals: "body" once the handlers are in place, and
 # a cleanup that takes a while, as killing and reaping workers does.
 ENTRY_POINT = """
 import sys, time
-from dualbench.measure.runner import exit_on_signals
+from dualbench.measure.lifetime import exit_on_signals
 with exit_on_signals():
     try:
         print("body", flush=True)

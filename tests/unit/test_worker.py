@@ -13,7 +13,9 @@ import time
 import psutil
 import pytest
 
-from dualbench.measure.worker import ORPHANED_EXIT, Event, criteria_met, remaining_s
+from dualbench.measure.closed_loop import criteria_met, remaining_s
+from dualbench.measure.lifetime import ORPHANED_EXIT
+from dualbench.measure.protocol import Event
 
 
 def test_criteria_need_both_duration_and_requests():
@@ -30,8 +32,8 @@ def test_min_requests_counts_requests_not_calls():
 
 def test_library_prints_cannot_corrupt_the_protocol_channel():
     code = (
-        "from dualbench.measure.worker import Event, Protocol\n"
-        "p = Protocol()\n"
+        "from dualbench.measure.protocol import Event, WorkerChannel\n"
+        "p = WorkerChannel()\n"
         "print('chatter from a library')\n"
         "p.send(Event.READY, load_s=1.5)\n"
     )
@@ -104,9 +106,10 @@ def gone_within(proc: psutil.Process, seconds: float) -> bool:
 @pytest.mark.parametrize(
     "tie",
     [
-        "from dualbench.measure.worker import die_with_parent\ndie_with_parent(int(sys.argv[1]))\n",
+        "from dualbench.measure.lifetime import die_with_parent\n"
+        "die_with_parent(int(sys.argv[1]))\n",
         # The fallback off Linux, run here on its own: no prctl, only the polling thread.
-        "import threading\nfrom dualbench.measure.worker import watch_parent\n"
+        "import threading\nfrom dualbench.measure.lifetime import watch_parent\n"
         "threading.Thread(target=watch_parent, args=(int(sys.argv[1]), 0.1), daemon=True)"
         ".start()\n",
     ],
@@ -129,7 +132,7 @@ def test_a_worker_whose_parent_died_before_it_was_tied_exits_at_once():
     not_our_parent = os.getppid()
     code = (
         "import sys, time\n"
-        "from dualbench.measure.worker import die_with_parent\n"
+        "from dualbench.measure.lifetime import die_with_parent\n"
         "die_with_parent(int(sys.argv[1]))\n"
         "time.sleep(60)\n"
     )

@@ -9,6 +9,7 @@ them.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
 from dualbench.backends.base import Backend, DeviceError, Slot
 
@@ -35,9 +36,12 @@ def detect() -> str:
     return "cpu"
 
 
-def resolve(device: str, slot_devices: dict[str, str] | str) -> tuple[Backend, dict[str, Slot]]:
-    """Backend and slots for a run. ``slot_devices`` maps slot name -> device string, or
-    is "auto" (the backend spreads the slots over what it has)."""
+def resolve(
+    device: str, slot_devices: dict[str, str] | str, names: Sequence[str] = ()
+) -> tuple[Backend, dict[str, Slot]]:
+    """Backend and slots for a run. ``slot_devices`` maps slot name -> device string, or is
+    "auto": the backend spreads the slots ``names`` (every slot of the config, in order, so a
+    slot gets the same device alone and co-located) over what it has."""
     if device == "auto":
         kinds = (
             set()
@@ -47,7 +51,9 @@ def resolve(device: str, slot_devices: dict[str, str] | str) -> tuple[Backend, d
         device = kinds.pop() if len(kinds) == 1 else detect()
     backend = backend_class(device)()
     if slot_devices == "auto":
-        return backend, backend.auto_slots()
+        if not names:
+            raise ValueError("resolve(..., 'auto') needs the slot names to spread")
+        return backend, backend.auto_slots(names)
     return backend, {name: backend.parse_slot(name, spec) for name, spec in slot_devices.items()}
 
 

@@ -8,6 +8,7 @@ Two halves, because a worker must be pinned before torch (or torch_npu) initiali
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from dualbench.errors import DeviceError
@@ -90,13 +91,13 @@ class Backend:
     def device_count(self) -> int:
         raise NotImplementedError
 
-    def auto_slots(self) -> dict[str, Slot]:
-        """Two devices if there are two, else both slots share device 0."""
+    def auto_slots(self, names: Sequence[str]) -> dict[str, Slot]:
+        """One device per slot, in order, as long as there are devices; then the slots wrap
+        around (two slots on one device share device 0)."""
         count = self.device_count()
         if count < 1:
             raise DeviceError(f"no {self.kind} device is visible; set device: cpu or check drivers")
-        indices = (0, 1) if count >= 2 else (0, 0)
-        return {name: Slot(name, self.kind, i) for name, i in zip(("A", "B"), indices, strict=True)}
+        return {name: Slot(name, self.kind, i % count) for i, name in enumerate(names)}
 
     def parse_slot(self, name: str, spec: str) -> Slot:
         kind, _, rest = spec.partition(":")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+from collections.abc import Sequence
 from typing import Any
 
 from dualbench.backends.base import Backend, DeviceError, Slot, parse_cores
@@ -26,16 +27,17 @@ class CpuBackend(Backend):
     def device_count(self) -> int:
         return 1
 
-    def auto_slots(self) -> dict[str, Slot]:
-        """Split the usable cores into two equal halves (A gets the lower half)."""
+    def auto_slots(self, names: Sequence[str]) -> dict[str, Slot]:
+        """Split the usable cores into equal disjoint sets, one per slot in order (the first
+        slot gets the lowest cores); cores left over by the division stay unused."""
         cores = _usable_cores()
-        if len(cores) < 2:
-            # One core cannot host two disjoint slots: both share it, and the report says so.
-            return {name: Slot(name, "cpu", None, cores) for name in ("A", "B")}
-        half = len(cores) // 2
+        if len(cores) < len(names):
+            # Too few cores for disjoint slots: all share them, and the report says so.
+            return {name: Slot(name, "cpu", None, cores) for name in names}
+        size = len(cores) // len(names)
         return {
-            "A": Slot("A", "cpu", None, cores[:half]),
-            "B": Slot("B", "cpu", None, cores[half : 2 * half]),
+            name: Slot(name, "cpu", None, cores[i * size : (i + 1) * size])
+            for i, name in enumerate(names)
         }
 
     def parse_slot(self, name: str, spec: str) -> Slot:

@@ -6,12 +6,11 @@ runs out of memory or hangs) end in a record with ``status`` (ok | oom | error |
 the message; the other worker is stopped; the pipeline goes on.
 
 A stop from outside is different: SIGINT (Ctrl-C), SIGTERM or SIGHUP abandon the run
-(exit_on_signals). The workers are killed at once, not after their request in flight, and no
-record is written, so that nothing takes the run for finished. A runner killed outright
-(SIGKILL) takes its workers with it too: see dualbench.measure.worker.die_with_parent.
+(dualbench.measure.lifetime). The workers are killed at once, not after their request in
+flight, and no record is written, so that nothing takes the run for finished. A runner killed
+outright (SIGKILL) takes its workers with it too.
 
-Progress goes to stderr, one line per phase change and per finished call of a slot, so that a
-long window shows in Snakemake's output as it happens.
+Progress goes to stderr (dualbench.measure.progress).
 """
 
 from __future__ import annotations
@@ -28,8 +27,17 @@ import time
 from pathlib import Path
 
 from dualbench.backends import resolve
+from dualbench.config.vocabulary import SLOT_NAMES
 from dualbench.hardware import cpu_facts
-from dualbench.measure.worker import PARENT_PID_ENV, Command, Event
+from dualbench.measure.lifetime import PARENT_PID_ENV
+from dualbench.measure.progress import RunLog
+from dualbench.measure.protocol import (
+    WORKER_EXITED,
+    Command,
+    Event,
+    forward_events,
+    send_command,
+)
 from dualbench.native_dtypes import emulation_warning
 from dualbench.provenance import environment
 from dualbench.telemetry.sampler import Sampler
@@ -38,73 +46,21 @@ from dualbench.telemetry.sources import WORKER_CPU_SOURCE, ProcessCpuSource, sou
 # How long a worker may take to exit after "stop" before it is killed: it finishes the request
 # in flight first, so this bounds one request, not the run.
 STOP_GRACE_S = 120.0
-# The signals that abandon a run. Snakemake forwards none of them to a running job: on Ctrl-C
-# it waits for its jobs to end. Ctrl-C still reaches us, because a script job runs in
-# Snakemake's process group, the terminal's foreground group; the workers have sessions of
-# their own and hear of it only from us.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# Not a protocol message: the runner's own note that a worker's stdout closed.
-WORKER_EXITED = "eof"
 
 
-class Interrupted(BaseException):
-    """A stop signal reached the runner. A BaseException, like KeyboardInterrupt, so that no
-    ``except Exception`` on the way out can swallow it."""
+class WorkerProcess:
+    """The runner's handle on one worker: its process, its phase, its protocol line."""
 
-    def __init__(self, signum: int):
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def exit_on_signals():
-    """For a process's entry point around ``run_to_file``: a stop signal raises Interrupted in
-    the main thread, wherever it is, so run()'s cleanup kills the workers; then the process
-    exits with 128 + the signal's number, as a shell reports a death by that signal."""
-
-    def interrupt(signum, frame):
-        # A second Ctrl-C must not break off the cleanup that the first one started.
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    # A signal ignored by whoever started us (nohup, a background job) stays ignored.
-    previous = {
-        sig: signal.signal(sig, interrupt)
-        for sig in STOP_SIGNALS
-        if signal.getsignal(sig) is not signal.SIG_IGN
-    }
-    try:
-        yield
-    except Interrupted as stop:
-        print(f"dualbench run: {stop}; workers killed, no record written", file=sys.stderr)
-        sys.exit(128 + stop.signum)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-class _Worker:
     def __init__(self, slot, proc: subprocess.Popen, events: queue.Queue):
         self.slot = slot
         self.proc = proc
         self.phase = "loading"
-        threading.Thread(target=self._pump, args=(events,), daemon=True).start()
+        threading.Thread(
+            target=forward_events, args=(proc.stdout, slot.name, events), daemon=True
+        ).start()
 
-    def _pump(self, events: queue.Queue) -> None:
-        for line in self.proc.stdout:
-            try:
-                events.put((self.slot.name, json.loads(line)))
-            except json.JSONDecodeError:
-                continue
-        events.put((self.slot.name, {"event": WORKER_EXITED}))
-
-    def send(self, command: str) -> None:
-        try:
-            self.proc.stdin.write(command + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass
+    def send(self, command: Command) -> None:
+        send_command(self.proc.stdin, command)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -141,7 +97,9 @@ def run(
     slot_devices = {name: s["device"] for name, s in spec["slots"].items()}
     # "auto" for every slot means the backend spreads them; explicit devices are parsed.
     backend, all_slots = resolve(
-        spec["device"], "auto" if set(slot_devices.values()) == {"auto"} else slot_devices
+        spec["device"],
+        "auto" if set(slot_devices.values()) == {"auto"} else slot_devices,
+        SLOT_NAMES,
     )
     slots = {name: all_slots[name] for name in spec["slots"]}
     record = {
@@ -155,7 +113,7 @@ def run(
         "slots": {},
     }
     events: queue.Queue = queue.Queue()
-    workers: dict[str, _Worker] = {}
+    workers: dict[str, WorkerProcess] = {}
     started = time.monotonic()
     deadline = started + spec["timeout_s"]
     for name in slots:
@@ -188,7 +146,9 @@ def run(
                 "telemetry_interval_s": settings["interval_s"] if settings["enabled"] else None,
             }
             env = backend.worker_env(slot, spec.get("allocator", ""))
-            workers[name] = _Worker(slot, _start_worker(name, worker_spec, env, work_dir), events)
+            workers[name] = WorkerProcess(
+                slot, _start_worker(name, worker_spec, env, work_dir), events
+            )
             for source in sources:
                 if isinstance(source, ProcessCpuSource) and source.slots == (name,):
                     source.pid = workers[name].proc.pid
@@ -257,26 +217,6 @@ def dtype_warnings(kind: str, precision: str, slots: dict) -> list[str]:
     return [warning] if warning else []
 
 
-def forward_interrupts_to_jobs() -> None:
-    """For Snakemake's own process: pass a SIGINT on to its job processes, then handle it as
-    before (KeyboardInterrupt). Snakemake answers SIGINT by waiting for its running jobs, and
-    only a terminal's Ctrl-C reaches them too (the whole foreground group): a SIGINT sent to
-    Snakemake's pid alone would let a run measure on to the end of its window. A run job ends
-    at once on it (exit_on_signals) and other jobs die of KeyboardInterrupt; Snakemake marks
-    their outputs incomplete and reruns them next time."""
-    import psutil
-
-    def forward(signum, frame):
-        for child in psutil.Process().children():
-            with contextlib.suppress(psutil.Error):
-                child.send_signal(signum)
-        signal.default_int_handler(signum, frame)
-
-    # Signal handlers can only be set from the main thread (Snakemake's API may run elsewhere).
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, forward)
-
-
 def _start_worker(name: str, worker_spec: dict, env: dict, work_dir: Path) -> subprocess.Popen:
     """Write the worker's spec and start it. Must be called from the thread that waits for the
     worker (run's): PR_SET_PDEATHSIG, the worker's tie to us, fires when the thread that
@@ -300,63 +240,13 @@ def _start_worker(name: str, worker_spec: dict, env: dict, work_dir: Path) -> su
         log.close()
 
 
-def _kill_all(workers: dict[str, _Worker]) -> None:
+def _kill_all(workers: dict[str, WorkerProcess]) -> None:
     for w in workers.values():
         w.kill()
 
 
-class RunLog:
-    """The run's progress on stderr, one line each, prefixed with the run's name: Snakemake
-    shows a script's stderr as it comes."""
-
-    def __init__(self, spec: dict):
-        self.prefix = f"dualbench run {spec['scenario']}/{spec['precision']}/{spec['layout']}"
-        self.duration_s = spec["duration_s"]
-        self.min_requests = {name: s["min_requests"] for name, s in spec["slots"].items()}
-
-    def line(self, text: str) -> None:
-        print(f"{self.prefix}: {text}", file=sys.stderr, flush=True)
-
-    def ready(self, slot: str, event: dict, waiting_for: list[str]) -> None:
-        loaded = (
-            f"slot {slot} loaded in {event['load_s']:.1f} s, warmed up in {event['warmup_s']:.1f} s"
-        )
-        if waiting_for:
-            self.line(f"{loaded}; waiting for {_slots(waiting_for)} at the barrier")
-        else:
-            self.line(
-                f"{loaded}; every slot ready, the window starts (at least {self.duration_s} s)"
-            )
-
-    def progress(self, slot: str, event: dict, waiting_for: list[str]) -> None:
-        self.line(progress_text(slot, event, self.min_requests[slot], waiting_for))
-
-    def stopping(self, window_s: float) -> None:
-        self.line(f"every slot met its criteria {window_s:.1f} s into the window; stopping")
-
-
-def progress_text(slot: str, event: dict, min_requests: int, waiting_for: list[str]) -> str:
-    """One slot's progress after a call (a worker's progress event). ``waiting_for``: the
-    slots that have not met their criteria yet."""
-    done = (
-        f"slot {slot} {event['requests']}/{min_requests} requests, "
-        f"{event['elapsed_s']:.1f} s into the window"
-    )
-    if not event["met"]:
-        left = event["remaining_s"]
-        return f"{done}, {'<1' if left < 1 else f'~{left:.0f}'} s to go"
-    others = [name for name in waiting_for if name != slot]
-    if others:
-        return f"{done}, criteria met, waiting for {_slots(others)}"
-    return f"{done}, criteria met"
-
-
-def _slots(names: list[str]) -> str:
-    return ("slot " if len(names) == 1 else "slots ") + ", ".join(names)
-
-
 def _coordinate(
-    workers: dict[str, _Worker], events: queue.Queue, deadline: float, log: RunLog
+    workers: dict[str, WorkerProcess], events: queue.Queue, deadline: float, log: RunLog
 ) -> tuple[str, str]:
     """Drive the barrier protocol; return (status, error)."""
     ready, met, done = set(), set(), set()
@@ -403,11 +293,14 @@ def _coordinate(
     return "ok", ""
 
 
-def run_to_file(spec: dict, model_dirs: dict[str, str], out_path) -> dict:
-    """``run`` with worker files beside ``out_path`` and the record written to it, whole or
-    not at all: an existing run.json means a finished run to Snakemake and to every reader."""
+def run_to_file(spec: dict, model_dirs: dict[str, str], out_path, work_dir=None) -> dict:
+    """``run`` with the record written to ``out_path``, whole or not at all: an existing
+    run.json means a finished run to Snakemake and to every reader. The telemetry goes beside
+    it; the workers' specs, logs and results to ``work_dir`` (the run rule's declared log
+    directory; by default ``workers/`` beside ``out_path``)."""
     out_path = Path(out_path)
-    record = run(spec, model_dirs, out_path.parent / "workers", out_path.parent / "telemetry.csv")
+    work_dir = Path(work_dir) if work_dir is not None else out_path.parent / "workers"
+    record = run(spec, model_dirs, work_dir, out_path.parent / "telemetry.csv")
     write_atomically(out_path, json.dumps(record))
     return record
 

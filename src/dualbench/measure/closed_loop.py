@@ -1,0 +1,79 @@
+"""The closed loop, today's schedule of a worker: from the barrier release, one generate call
+after another, the next starting when one returns, until the runner says stop.
+
+A schedule is what a worker does between ``go`` and ``stop``: it waits for the release, drives
+the calls, tells the runner when its own criteria are met and how far it is, and returns what
+the analysis needs (release time, every call's timestamps, the worker's CPU clock). Other
+schedules (open-loop arrivals, lockstep) go beside this one with the same inputs and result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dualbench.measure.protocol import Event, WorkerChannel
+
+
+@dataclass
+class ScheduleResult:
+    release_ns: int  # the barrier release: the slot's window starts here
+    calls: list[dict]  # timed_generate's record of every call, in order
+    cpu_times: list[tuple[int, float]]  # (perf_counter_ns, process CPU seconds)
+    met_ns: int | None  # when the slot first met its criteria
+
+
+def criteria_met(calls: int, batch_size: int, min_requests: int, now_ns: int, deadline_ns: int):
+    """A slot has been measured enough once duration_s has passed and it has completed
+    min_requests requests; a call carries batch_size requests."""
+    return now_ns >= deadline_ns and calls * batch_size >= min_requests
+
+
+def remaining_s(
+    elapsed_s: float, duration_s: float, calls: int, batch_size: int, min_requests: int
+) -> float:
+    """Seconds until a slot meets its criteria (criteria_met), estimated after ``calls`` calls
+    in ``elapsed_s`` seconds of the window: the larger of the time left to duration_s and the
+    calls still owed to min_requests at the mean call time so far."""
+    owed_calls = math.ceil(max(0, min_requests - calls * batch_size) / batch_size)
+    mean_call_s = elapsed_s / calls if calls else 0.0
+    return max(0.0, duration_s - elapsed_s, owed_calls * mean_call_s)
+
+
+def closed_loop(
+    generate: Callable[[int], dict],
+    channel: WorkerChannel,
+    duration_s: float,
+    batch_size: int,
+    min_requests: int,
+) -> ScheduleResult:
+    """Wait for ``go``, then call ``generate(i)`` for i = 0, 1, ... back to back until
+    ``stop``. ``generate`` runs one call and returns its record (dualbench.measure.engine)."""
+    channel.wait_go()
+    release_ns = time.perf_counter_ns()
+    deadline_ns = release_ns + int(duration_s * 1e9)
+    calls, met_ns = [], None
+    # The worker's CPU seconds at release and after every call: the parent samples them too,
+    # but cannot read them after the worker exits, and the window ends at a last token, just
+    # before one does. process_time() is a vDSO clock read: nothing next to a generate call.
+    cpu_times = [(release_ns, time.process_time())]
+    while not channel.stop.is_set():
+        calls.append(generate(len(calls)))
+        now = time.perf_counter_ns()
+        cpu_times.append((now, time.process_time()))
+        if met_ns is None and criteria_met(len(calls), batch_size, min_requests, now, deadline_ns):
+            met_ns = now
+            channel.send(Event.MET)
+        elapsed_s = (now - release_ns) / 1e9
+        left_s = remaining_s(elapsed_s, duration_s, len(calls), batch_size, min_requests)
+        channel.send(
+            Event.PROGRESS,
+            calls=len(calls),
+            requests=len(calls) * batch_size,
+            elapsed_s=round(elapsed_s, 3),
+            remaining_s=round(left_s, 3),
+            met=met_ns is not None,
+        )
+    return ScheduleResult(release_ns, calls, cpu_times, met_ns)

@@ -1,0 +1,56 @@
+"""A run's progress on stderr, one line per phase change and per finished call of a slot, so
+that a long window shows in Snakemake's output as it happens (and in the run's log)."""
+
+from __future__ import annotations
+
+import sys
+
+
+class RunLog:
+    """The run's progress on stderr, one line each, prefixed with the run's name: Snakemake
+    shows a script's stderr as it comes."""
+
+    def __init__(self, spec: dict):
+        self.prefix = f"dualbench run {spec['scenario']}/{spec['precision']}/{spec['layout']}"
+        self.duration_s = spec["duration_s"]
+        self.min_requests = {name: s["min_requests"] for name, s in spec["slots"].items()}
+
+    def line(self, text: str) -> None:
+        print(f"{self.prefix}: {text}", file=sys.stderr, flush=True)
+
+    def ready(self, slot: str, event: dict, waiting_for: list[str]) -> None:
+        loaded = (
+            f"slot {slot} loaded in {event['load_s']:.1f} s, warmed up in {event['warmup_s']:.1f} s"
+        )
+        if waiting_for:
+            self.line(f"{loaded}; waiting for {_slots(waiting_for)} at the barrier")
+        else:
+            self.line(
+                f"{loaded}; every slot ready, the window starts (at least {self.duration_s} s)"
+            )
+
+    def progress(self, slot: str, event: dict, waiting_for: list[str]) -> None:
+        self.line(progress_text(slot, event, self.min_requests[slot], waiting_for))
+
+    def stopping(self, window_s: float) -> None:
+        self.line(f"every slot met its criteria {window_s:.1f} s into the window; stopping")
+
+
+def progress_text(slot: str, event: dict, min_requests: int, waiting_for: list[str]) -> str:
+    """One slot's progress after a call (a worker's progress event). ``waiting_for``: the
+    slots that have not met their criteria yet."""
+    done = (
+        f"slot {slot} {event['requests']}/{min_requests} requests, "
+        f"{event['elapsed_s']:.1f} s into the window"
+    )
+    if not event["met"]:
+        left = event["remaining_s"]
+        return f"{done}, {'<1' if left < 1 else f'~{left:.0f}'} s to go"
+    others = [name for name in waiting_for if name != slot]
+    if others:
+        return f"{done}, criteria met, waiting for {_slots(others)}"
+    return f"{done}, criteria met"
+
+
+def _slots(names: list[str]) -> str:
+    return ("slot " if len(names) == 1 else "slots ") + ", ".join(names)
