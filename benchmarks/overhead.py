@@ -24,7 +24,7 @@ from pathlib import Path
 from common import build_mini_bf16  # benchmarks/common.py (the script's directory)
 
 from dualbench import config
-from dualbench.analysis.aggregate import run_tables
+from dualbench.analysis.runs import run_tables
 from dualbench.backends import resolve
 from dualbench.config.vocabulary import SLOT_NAMES
 from dualbench.measure import runner

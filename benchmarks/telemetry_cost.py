@@ -19,7 +19,7 @@ from pathlib import Path
 from common import build_mini_bf16  # benchmarks/common.py (the script's directory)
 
 from dualbench import config
-from dualbench.analysis.aggregate import run_tables
+from dualbench.analysis.runs import run_tables
 from dualbench.measure import runner
 
 SCENARIO = {"prompt_tokens": 128, "new_tokens": 32, "batch_size": 1, "min_requests": 3}

@@ -62,7 +62,7 @@ def _cmd_aggregate(args) -> None:
 
 
 def _cmd_report(args) -> None:
-    from dualbench.analysis.metrics import DEFINITIONS
+    from dualbench.analysis.definitions import DEFINITIONS
     from dualbench.report.render import write_report
 
     write_report(Path(args.metrics), Path(args.out), args.title, {}, DEFINITIONS)

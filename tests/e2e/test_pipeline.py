@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 
-from dualbench.analysis.aggregate import RUN_COLUMNS
+from dualbench.analysis.columns import RUN_COLUMNS
 from tests.helpers import TINY_CONFIG
 
 pytestmark = pytest.mark.e2e

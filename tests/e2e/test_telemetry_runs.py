@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dualbench import config
-from dualbench.analysis.aggregate import energy_row, run_tables
+from dualbench.analysis.runs import energy_row, run_tables
 from dualbench.measure import runner
 from dualbench.telemetry import sampler as tsampler
 from dualbench.telemetry import sources as tsources

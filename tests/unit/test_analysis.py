@@ -10,8 +10,13 @@ import math
 import pandas as pd
 import pytest
 
-from dualbench.analysis import aggregate as analysis
-from dualbench.analysis.aggregate import RUN_COLUMNS, aggregate, run_tables, scaling_table
+from dualbench.analysis import columns
+from dualbench.analysis import runs as single_pass
+from dualbench.analysis.aggregate import aggregate
+from dualbench.analysis.columns import RUN_COLUMNS
+from dualbench.analysis.int4 import int4_baseline, int4_table
+from dualbench.analysis.runs import energy_row, record_rows, run_tables
+from dualbench.analysis.scaling import scaling_table
 
 MS = 1_000_000
 
@@ -281,12 +286,126 @@ def test_invalid_run_keeps_its_numbers_and_says_why():
     assert rows[0]["throughput_tok_s"] == pytest.approx(6.0)
 
 
+# --- one pass per record ---------------------------------------------------------------------
+
+
+def test_run_id_is_spelled_once():
+    spec = colocated()["spec"]
+    assert columns.run_id(spec) == "s/bf16/colocated"
+    assert columns.run_identity(spec) == {
+        "run_id": "s/bf16/colocated",
+        "scenario": "s",
+        "precision": "bf16",
+        "layout": "colocated",
+    }
+    assert list(columns.run_identity(spec)) == columns.RUN_IDENTITY
+
+
+def test_named_column_groups_cover_the_run_columns_in_order():
+    groups = [
+        columns.IDENTITY,
+        columns.SETUP_COLUMNS,
+        columns.VALIDITY_COLUMNS,
+        columns.WORKLOAD_COLUMNS,
+        columns.WINDOW_COLUMNS,
+        columns.THROUGHPUT_COLUMNS,
+        columns.LATENCY_COLUMNS,
+        columns.MEMORY_COLUMNS,
+        columns.WEIGHT_COLUMNS,
+        columns.TELEMETRY_RUN_COLUMNS,
+        columns.STARTUP_COLUMNS,
+    ]
+    assert [c for g in groups for c in g] == RUN_COLUMNS
+    assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS)
+    # the telemetry group: util_pct up to, not including, load_s
+    start = RUN_COLUMNS.index("util_pct")
+    assert RUN_COLUMNS[start : RUN_COLUMNS.index("load_s")] == columns.TELEMETRY_RUN_COLUMNS
+    assert columns.PRECISION_COLUMNS[2:11] == columns.CONVERSION_COLUMNS
+
+
+WATTS = {"A": 10.0, "B": 20.0}
+
+
+def powered(rec: dict) -> tuple[dict, list[dict]]:
+    """``rec`` with a telemetry section, and constant power samples of each slot's device
+    every 0.5 s from 99.0 s to 103.5 s (idle: 99.0-100.0 s)."""
+    rec["telemetry"] = {"idle_start_ns": ms(99_000), "idle_end_ns": ms(100_000)}
+    samples = [
+        {
+            "t_ns": ms(t),
+            "slots": name,
+            "device": slot["device"],
+            "metric": "power_w",
+            "value": WATTS[name],
+            "source": "test",
+        }
+        for name, slot in rec["slots"].items()
+        for t in range(99_000, 104_000, 500)
+    ]
+    return rec, samples
+
+
+def counting(monkeypatch, calls: dict, module, name: str) -> None:
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls[name] = calls.get(name, 0) + 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+
+
+def test_record_rows_reduce_each_record_once(monkeypatch):
+    from dualbench.analysis import metrics
+
+    rec, samples = powered(colocated())
+    calls = {}
+    for name in ("co_window", "slot_metrics", "validity", "reduce_run_telemetry"):
+        counting(monkeypatch, calls, single_pass, name)
+    counting(monkeypatch, calls, metrics, "slot_metrics")  # validity reuses the slots' rows
+    rows = record_rows(rec, None, samples)
+    assert calls == {"co_window": 1, "slot_metrics": 2, "validity": 1, "reduce_run_telemetry": 1}
+    assert [r["valid"] for r in rows.runs] == [True, True]
+    by = {r["slot"]: r for r in rows.runs}
+    for name in ("A", "B"):  # 2 s window at constant power
+        assert by[name]["energy_j"] == pytest.approx(2.0 * WATTS[name])
+    assert rows.energy["run_id"] == "s/bf16/colocated"
+    assert rows.energy["devices"] == "cpu:0-3 + cpu:4-7"
+    assert rows.energy["energy_j"] == pytest.approx(2.0 * (10.0 + 20.0))
+    assert rows.energy["output_tokens"] == 8 + 18
+    assert len(rows.telemetry) == len(samples)
+    assert rows.telemetry[0]["t_s"] == pytest.approx(-1.1)  # from A's release at 100.1 s
+
+
+def test_the_older_entry_points_give_the_single_pass_rows():
+    rec, samples = powered(colocated())
+    rows = record_rows(rec, {"A": "a"}, samples)
+    run_rows, request_rows = run_tables(rec, {"A": "a"}, samples)
+    pd.testing.assert_frame_equal(pd.DataFrame(rows.runs), pd.DataFrame(run_rows))
+    pd.testing.assert_frame_equal(pd.DataFrame(rows.requests), pd.DataFrame(request_rows))
+    assert energy_row(rec, samples, run_rows) == rows.energy
+
+
+def test_record_rows_without_telemetry_or_of_a_failed_run_say_why():
+    rows = record_rows(alone_a())
+    assert rows.energy == {**columns.run_identity(alone_a()["spec"]),
+                           "energy_note": "no telemetry recorded"}  # fmt: skip
+    assert rows.runs[0]["energy_note"] == "no telemetry recorded"
+    assert rows.runs[0]["util_pct"] is None
+    assert rows.telemetry == []
+    failed = record_rows(oom_colocated(), None, [])
+    assert failed.energy["energy_note"] == "status oom"
+    assert failed.energy == energy_row(oom_colocated(), [], failed.runs)
+    assert [r["energy_note"] for r in failed.runs] == ["status oom"] * 2
+    assert failed.requests == []
+
+
 # --- scaling ----------------------------------------------------------------------------------
 
 
 def test_scaling_table_exact():
     table = scaling_table(frame(alone_a(), alone_b(), colocated()))
-    assert list(table.columns) == analysis.SCALING_COLUMNS
+    assert list(table.columns) == columns.SCALING_COLUMNS
     assert len(table) == 1
     row = table.iloc[0]
     assert (row["scenario"], row["precision"]) == ("s", "bf16")
@@ -358,7 +477,7 @@ def test_aggregate_writes_every_table(tmp_path):
     ]
     # no int4 runs, and records without conversion facts: headers only
     assert pd.read_csv(out / "int4.csv").empty
-    assert list(pd.read_csv(out / "precisions.csv").columns) == analysis.PRECISION_COLUMNS
+    assert list(pd.read_csv(out / "precisions.csv").columns) == columns.PRECISION_COLUMNS
     header = (out / "runs.csv").read_text().splitlines()[0]
     assert header.split(",") == RUN_COLUMNS
     runs = pd.read_csv(out / "runs.csv")
@@ -366,7 +485,7 @@ def test_aggregate_writes_every_table(tmp_path):
     assert list(runs["throughput_tok_s"]) == pytest.approx([6.0, 12.0, 4.0, 9.0])
     assert list(runs["model"]) == [sources["A"], sources["B"], sources["A"], sources["B"]]
     requests = pd.read_csv(out / "requests.csv")
-    assert list(requests.columns) == analysis.REQUEST_COLUMNS
+    assert list(requests.columns) == columns.REQUEST_COLUMNS
     assert len(requests) == 4 + 8 + 10
     scaling = pd.read_csv(out / "scaling.csv")
     assert scaling.loc[0, "v2"] == pytest.approx(13.0)
@@ -407,8 +526,8 @@ def _with_int4(runs: pd.DataFrame, speedup: float, memory: float) -> pd.DataFram
 
 def test_int4_table_ratios_and_pair():
     runs = _with_int4(frame(alone_a(), alone_b(), colocated()), speedup=2.5, memory=0.5)
-    table = analysis.int4_table(runs)
-    assert list(table.columns) == analysis.INT4_COLUMNS
+    table = int4_table(runs)
+    assert list(table.columns) == columns.INT4_COLUMNS
     assert list(zip(table.layout, table.slot, strict=True)) == [
         ("alone_A", "A"),
         ("alone_B", "B"),
@@ -427,18 +546,18 @@ def test_int4_table_ratios_and_pair():
 
 
 def test_int4_baseline_prefers_fp16_and_needs_int4():
-    assert analysis.int4_baseline(["bf16", "fp16", "int4"]) == "fp16"
-    assert analysis.int4_baseline(["fp32", "bf16", "int4"]) == "bf16"
-    assert analysis.int4_baseline(["int4", "fp32"]) == "fp32"
-    assert analysis.int4_baseline(["int4", "bf16"]) == "bf16"
-    assert analysis.int4_baseline(["bf16", "fp16"]) is None
-    assert analysis.int4_baseline(["int4"]) is None
-    assert analysis.int4_table(frame(alone_a())).empty
+    assert int4_baseline(["bf16", "fp16", "int4"]) == "fp16"
+    assert int4_baseline(["fp32", "bf16", "int4"]) == "bf16"
+    assert int4_baseline(["int4", "fp32"]) == "fp32"
+    assert int4_baseline(["int4", "bf16"]) == "bf16"
+    assert int4_baseline(["bf16", "fp16"]) is None
+    assert int4_baseline(["int4"]) is None
+    assert int4_table(frame(alone_a())).empty
 
 
 def test_int4_pair_is_invalid_when_a_slot_is():
     runs = _with_int4(frame(colocated()), speedup=2.0, memory=1.0)
     runs.loc[(runs.precision == "int4") & (runs.slot == "B"), "valid"] = False
-    table = analysis.int4_table(runs).set_index("slot")
+    table = int4_table(runs).set_index("slot")
     assert table.loc["A", "valid"] and not table.loc["B", "valid"]
     assert not table.loc["pair", "valid"]

@@ -1,5 +1,5 @@
 """Metrics from hand-made timestamps: every expected value below is worked out by hand from the
-definitions in DESIGN §6 / metrics.DEFINITIONS, never by calling the code under test."""
+definitions in DESIGN §6 / definitions.DEFINITIONS, never by calling the code under test."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 import pytest
 
 from dualbench.analysis import metrics
+from dualbench.analysis.definitions import DEFINITIONS
 from dualbench.analysis.metrics import (
     co_window,
     request_latencies,
@@ -330,6 +331,15 @@ def test_fewer_than_min_requests_inside_the_window():
     ]
 
 
+def test_validity_reuses_the_slot_rows_it_is_given():
+    record = make_record(valid_calls(), A={"min_requests": 5}, B={"min_requests": 3})
+    window = window_of(record)
+    rows = {n: slot_metrics(s["result"], s["settings"], window) for n, s in record["slots"].items()}
+    assert validity(record, window, rows) == validity(record, window)
+    # the request counts come from the rows, not from the calls again
+    assert validity(record, window, {"A": {"requests": 5}, "B": {"requests": 3}}) == []
+
+
 def test_batch_counts_towards_min_requests():
     # B's 2 calls inside carry 2 sequences each: 4 requests >= 3
     record = make_record(valid_calls(), B={"min_requests": 3, "batch_size": 2})
@@ -337,7 +347,7 @@ def test_batch_counts_towards_min_requests():
 
 
 def test_definitions_state_the_validity_threshold():
-    text = dict(metrics.DEFINITIONS)["Validity"]
+    text = dict(DEFINITIONS)["Validity"]
     assert "99% of duration_s" in text
 
 

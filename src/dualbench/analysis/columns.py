@@ -13,12 +13,15 @@
 - environment.json: software, host and device of the runs.
 
 ``METRICS_FILES`` names them; the aggregate rule's outputs, the aggregation and the report
-all take the names from it.
+all take the names from it. Each full column list is built from named groups, so code that
+fills or blanks a group (e.g. the telemetry columns of a run row) names the group, never a
+slice of positions. ``run_id`` is the one place a run's id is spelled.
 """
 
 from __future__ import annotations
 
 from dualbench.analysis.metrics import LATENCIES, STATS
+from dualbench.config.vocabulary import SLOT_NAMES
 
 # Table -> file name under results/metrics/.
 METRICS_FILES = {
@@ -32,20 +35,38 @@ METRICS_FILES = {
     "environment": "environment.json",
 }
 
-IDENTITY = ["run_id", "scenario", "precision", "layout", "slot"]
-RUN_COLUMNS = [
-    *IDENTITY,
-    "model",
-    "backend",
-    "device",
-    "status",
-    "error",
-    "valid",
-    "invalid_reasons",
-    "warnings",
-    "prompt_tokens",
-    "new_tokens",
-    "batch_size",
+
+def run_id(spec: dict) -> str:
+    """A run's id in every table and in environment.json: scenario/precision/layout."""
+    return f"{spec['scenario']}/{spec['precision']}/{spec['layout']}"
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+# What names a run (one record), then a slot of it.
+RUN_IDENTITY = ["run_id", "scenario", "precision", "layout"]
+IDENTITY = [*RUN_IDENTITY, "slot"]
+
+
+def run_identity(spec: dict) -> dict:
+    """The ``RUN_IDENTITY`` columns of a run, from its spec."""
+    return {
+        "run_id": run_id(spec),
+        "scenario": spec["scenario"],
+        "precision": spec["precision"],
+        "layout": spec["layout"],
+    }
+
+
+# --- runs.csv, by group -----------------------------------------------------------------------
+
+# What ran where, and how it ended.
+SETUP_COLUMNS = ["model", "backend", "device", "status", "error"]
+VALIDITY_COLUMNS = ["valid", "invalid_reasons", "warnings"]
+# The slot's workload settings.
+WORKLOAD_COLUMNS = ["prompt_tokens", "new_tokens", "batch_size"]
+# The co-located window and the slot's own span, in seconds from the run's first release.
+WINDOW_COLUMNS = [
     "window_start_s",
     "window_end_s",
     "window_s",
@@ -53,20 +74,26 @@ RUN_COLUMNS = [
     "slot_end_s",
     "span_s",
     "overlap_frac",
+]
+THROUGHPUT_COLUMNS = [
     "requests",
     "output_tokens",
     "throughput_tok_s",
     "prefill_tok_s",
     "request_rate_rps",
-    *[f"{m}_ms_{s}" for m in LATENCIES for s in STATS],
+]
+LATENCY_COLUMNS = [f"{m}_ms_{s}" for m in LATENCIES for s in STATS]
+MEMORY_COLUMNS = [
     "peak_mem_bytes",
     "mem_reserved_peak_bytes",
     "mem_source",
     "fragmentation",
     "allocator",
-    "kernel",
-    "weight_bytes",
-    "linear_weight_bytes",
+]
+# The weights the worker loaded: its kernel and the converted checkpoint's bytes.
+WEIGHT_COLUMNS = ["kernel", "weight_bytes", "linear_weight_bytes"]
+# Utilisation and energy over the window (dualbench.analysis.telemetry).
+TELEMETRY_RUN_COLUMNS = [
     "util_pct",
     "util_source",
     "active_pct",
@@ -77,15 +104,26 @@ RUN_COLUMNS = [
     "tokens_per_j",
     "energy_source",
     "energy_note",
-    "load_s",
-    "warmup_s",
 ]
-TELEMETRY_RUN_COLUMNS = RUN_COLUMNS[RUN_COLUMNS.index("util_pct") : RUN_COLUMNS.index("load_s")]
+STARTUP_COLUMNS = ["load_s", "warmup_s"]
+RUN_COLUMNS = [
+    *IDENTITY,
+    *SETUP_COLUMNS,
+    *VALIDITY_COLUMNS,
+    *WORKLOAD_COLUMNS,
+    *WINDOW_COLUMNS,
+    *THROUGHPUT_COLUMNS,
+    *LATENCY_COLUMNS,
+    *MEMORY_COLUMNS,
+    *WEIGHT_COLUMNS,
+    *TELEMETRY_RUN_COLUMNS,
+    *STARTUP_COLUMNS,
+]
+
+# --- the other tables -------------------------------------------------------------------------
+
 ENERGY_COLUMNS = [
-    "run_id",
-    "scenario",
-    "precision",
-    "layout",
+    *RUN_IDENTITY,
     "devices",
     "window_s",
     "energy_j",
@@ -110,10 +148,8 @@ REQUEST_COLUMNS = [
     "itl_ms_mean",
     "new_tokens",
 ]
-FIDELITY = ["top1_agreement", "mean_kl", "max_abs_logit_error"]
-PRECISION_COLUMNS = [
-    "model",
-    "slot",
+# Copied as they are from a converted checkpoint's conversion.json.
+CONVERSION_COLUMNS = [
     "precision",
     "dtype",
     "format",
@@ -123,11 +159,17 @@ PRECISION_COLUMNS = [
     "parameters",
     "weight_bytes",
     "linear_weight_bytes",
+]
+FIDELITY = ["top1_agreement", "mean_kl", "max_abs_logit_error"]
+PRECISION_COLUMNS = [
+    "model",
+    "slot",
+    *CONVERSION_COLUMNS,
     *FIDELITY,
     "fidelity_inputs",
     "kernel",
 ]
-# What INT4 changes, as int4 value / baseline value (baseline: see int4_baseline).
+# What INT4 changes, as int4 value / baseline value (baseline: see int4.int4_baseline).
 INT4_RATIOS = ["throughput_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "peak_mem_bytes"]
 INT4_COLUMNS = [
     "scenario",
@@ -141,14 +183,12 @@ INT4_COLUMNS = [
 SCALING_COLUMNS = [
     "scenario",
     "precision",
-    "v1_A",
-    "v1_B",
+    *[f"v1_{slot}" for slot in SLOT_NAMES],
     "v1",
     "v2",
     "growth",
     "scaling_efficiency",
-    "slowdown_A",
-    "slowdown_B",
+    *[f"slowdown_{slot}" for slot in SLOT_NAMES],
     "valid",
     "note",
 ]

@@ -3,8 +3,10 @@
 Per slot: utilisation (the device's own figure, or CPU time over wall × cores), the seed's
 T_active / T_total (share of the window the worker spent inside generate calls), and energy
 when the slot has a device of its own. Per run: the energy of every device the run used, gross
-and idle-corrected, and tokens per joule for the pair. A figure without a source is missing,
-with the reason; nothing is estimated.
+and idle-corrected, and tokens per joule of all its slots together. A figure without a source
+is missing, with the reason; nothing is estimated.
+
+``reduce_run_telemetry`` is the entry point; dualbench.analysis.runs calls it once per record.
 """
 
 from __future__ import annotations
@@ -101,8 +103,11 @@ def device_energy(series, device: str, wraps: dict, window, idle) -> dict:
     }
 
 
-def summarize(record: dict, rows: list[dict], window: tuple[int, int], tokens: dict[str, int]):
-    """(per-slot columns {slot: {...}}, run columns {...}) for one run record."""
+def reduce_run_telemetry(
+    record: dict, rows: list[dict], window: tuple[int, int], tokens: dict[str, int]
+):
+    """(per-slot columns {slot: {...}}, run columns {...}) of one run record's telemetry
+    ``rows`` over ``window``; ``tokens``: each slot's output tokens inside the window."""
     tele = record.get("telemetry") or {}
     missing = tele.get("missing") or {}
     idle = (tele.get("idle_start_ns", 0), tele.get("idle_end_ns", 0))

@@ -1,0 +1,144 @@
+"""What every metric of the analysis means, stated exactly as computed
+(dualbench.analysis.metrics, .telemetry, .scaling, .int4): ``DEFINITIONS`` is a list of
+(term, definition) pairs; the report prints it as its definitions section.
+"""
+
+from __future__ import annotations
+
+from dualbench.analysis.metrics import MIN_WINDOW_FRACTION
+from dualbench.models.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
+
+DEFINITIONS = [
+    (
+        "Timer",
+        "time.perf_counter_ns() (CLOCK_MONOTONIC, one clock for all workers on a host), "
+        "read after synchronising the device, in the generate() streamer.",
+    ),
+    (
+        "Fixed work",
+        "Greedy decoding with min_new_tokens = max_new_tokens = new_tokens: EOS never "
+        "ends a request. Each request's delivered token count is checked; a mismatch invalidates "
+        "the run.",
+    ),
+    (
+        "Request",
+        "One sequence of a generate() call; a call carries batch_size requests that "
+        "share timestamps. Workers run a closed loop: the next call starts when one returns.",
+    ),
+    (
+        "Co-located window",
+        "From the latest barrier release to the earliest last token over the slots of a run: "
+        "the interval in which every slot was running. Workers keep running until every slot "
+        "has been measured for duration_s and min_requests, so each slot's load lasts the "
+        "whole window. For a slot alone, the window is its release to its last token.",
+    ),
+    ("TTFT", "first token time − submit time, per request."),
+    ("TPOT", "(last token time − first token time) / (n − 1), n = new tokens of the request."),
+    (
+        "ITL",
+        "every gap between consecutive token times of a request (n − 1 gaps per request); "
+        "its statistics pool all gaps of all requests.",
+    ),
+    ("E2E", "last token time − submit time, per request."),
+    (
+        "Latency statistics",
+        "over the requests whose tokens all lie inside the window (every measured request is "
+        "submitted after its slot's barrier release): "
+        "mean, p50, p90, p99 (numpy linear interpolation) and max, in ms.",
+    ),
+    (
+        "Output throughput",
+        "output tokens whose timestamp lies inside the window / window "
+        "seconds, per slot; a run's total is the sum over its slots.",
+    ),
+    (
+        "Prefill throughput",
+        "prompt tokens of the requests whose first token lies inside the window / window seconds.",
+    ),
+    ("Request rate", "requests whose tokens all lie inside the window / window seconds."),
+    (
+        "V1, V2",
+        "V1_A, V1_B: output throughput of slot A, B alone (same slot, same device); "
+        "V1 = (V1_A + V1_B) / 2; V2: total output throughput of both co-located.",
+    ),
+    ("Growth", "(V2 − V1) / V1: what the second model adds to one model's throughput."),
+    ("Scaling efficiency", "V2 / (V1_A + V1_B), which is V2 / (2·V1): 100% means no interference."),
+    ("Slowdown", "per model, throughput alone / throughput co-located (1.00 = no slowdown)."),
+    ("Overlap", "window seconds / span seconds, span = first submit to last token over all slots."),
+    (
+        "Validity",
+        "a run is valid when its status is ok, every worker's weights loaded in the run's "
+        "precision, every request delivered new_tokens tokens, the slots overlapped, the "
+        f"window lasted at least {MIN_WINDOW_FRACTION:.0%} of duration_s and every slot had "
+        "min_requests requests (sequences: batch_size per call) inside it.",
+    ),
+    (
+        "Peak memory",
+        "NPU/CUDA: max_memory_allocated of the worker's device; CPU: the worker's "
+        "peak resident set size (ru_maxrss), weights included.",
+    ),
+    (
+        "Load, warmup",
+        "seconds to load the model onto the device (INT4: unpack the artifact and repack it "
+        "for the kernel), and to run warmup_requests before the barrier; neither is inside "
+        "the window.",
+    ),
+    (
+        "Telemetry",
+        "sampled by the runner (the parent, not the workers) every telemetry.interval_s per "
+        "source, each sample stamped with perf_counter_ns at the middle of its read; the "
+        "telemetry.idle_s seconds before the workers start are the idle baseline. Gauges are "
+        "integrated with the trapezoid rule and counters read at the window's edges by "
+        "linear interpolation (a counter that goes down has wrapped: its range is added back).",
+    ),
+    (
+        "Utilisation",
+        "NPU: mean npu-smi Aicore Usage Rate over the window (torch.npu.utilization from "
+        "inside the worker where npu-smi has none); CUDA: mean NVML utilization.gpu; CPU: the "
+        "worker's CPU seconds in the window / (window seconds × cores of its slot).",
+    ),
+    (
+        "T_active / T_total",
+        "the origin note's utilisation: share of the window the worker spent inside generate "
+        "calls (submit to last token), from its own timestamps.",
+    ),
+    (
+        "Energy",
+        "joules over the window: an energy counter's delta where the device has one (RAPL "
+        "energy_uj on CPU, NVML total energy on CUDA), else the trapezoid of sampled power "
+        "(NPU). Net = gross − idle power × window seconds. Per slot only when the slot has a "
+        "device of its own; a shared device or CPU package is the run's. Missing, with the "
+        "reason, where no source exists.",
+    ),
+    ("Tokens per joule", "output tokens in the window / energy in the window (gross; net too)."),
+    (
+        "Fragmentation",
+        "NPU/CUDA: 1 − peak allocated / peak reserved by the caching allocator (allocator "
+        "settings from the config, recorded per run).",
+    ),
+    (
+        "INT4 weights",
+        "weight-only, group-wise round-to-nearest: w = (q − zp) · scale per group of "
+        "group_size input columns, q and zp in [−8, 7] (zp = 0 when symmetric), scale and zp "
+        "from the group's min and max; activations bf16. Stored as compressed-tensors "
+        "pack-quantized; kernel names what multiplied by them.",
+    ),
+    (
+        "Weight bytes",
+        "checkpoint: bytes of the converted safetensors files; linear weights: bytes of the "
+        "decoder blocks' linear layers as stored (INT4: packed values, scales, zero points).",
+    ),
+    (
+        "INT4 fidelity",
+        "the INT4 model against its 16-bit source, both in fp32 on "
+        f"{FIDELITY_SEQUENCES} sequences × {FIDELITY_TOKENS} tokens (seed {FIDELITY_SEED}), "
+        "over every position: top-1 agreement = share of positions with the same "
+        "most likely next token; mean KL = mean of KL(P_16bit ‖ P_int4) in nats; max |logit "
+        "error| = largest absolute logit difference.",
+    ),
+    (
+        "INT4 ratios",
+        "INT4 value / baseline value for the same scenario, layout and slot; baseline fp16 if "
+        "measured, else bf16. The pair sums the co-located slots' throughput and peak memory.",
+    ),
+]

@@ -1,0 +1,299 @@
+"""One run record -> every row it contributes to the per-run tables, in a single pass.
+
+``record_rows`` reduces a record once: its co-located window, each slot's metrics over that
+window (dualbench.analysis.metrics), the validity reasons (from those same metrics), the time
+origin of the tables, and its telemetry over the window (dualbench.analysis.telemetry). From
+these it builds the record's runs.csv rows (one per slot), requests.csv rows (one per
+sequence), its energy.csv row and its telemetry.csv rows.
+
+``run_tables`` and ``energy_row`` keep the older, narrower entry points on the same helpers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from dualbench.analysis.columns import TELEMETRY_RUN_COLUMNS, run_identity
+from dualbench.analysis.metrics import co_window, request_latencies, slot_metrics, validity
+from dualbench.analysis.series import NS_PER_S
+from dualbench.analysis.telemetry import reduce_run_telemetry
+from dualbench.telemetry.sources import WORKER_CPU_SOURCE
+
+Window = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class RecordRows:
+    """Every row one run record contributes to the tables of results/metrics/."""
+
+    runs: list[dict]  # runs.csv: one per slot
+    requests: list[dict]  # requests.csv: one per sequence of every call
+    energy: dict  # energy.csv: the run as a whole
+    telemetry: list[dict]  # telemetry.csv: every sample, time from the first release
+
+
+@dataclass(frozen=True)
+class _Reduced:
+    """A record's timestamps, reduced once."""
+
+    complete: bool  # status ok and every slot has a result
+    window: Window  # the co-located window; (0, 0) when not complete
+    t0: int | None  # the earliest barrier release: the tables' time origin
+    slots: dict[str, dict]  # slot -> slot_metrics over the window (complete runs only)
+    reasons: list[str]  # why the run is invalid; empty: valid
+    firsts: dict[str, int]  # slot -> its first submit
+    lasts: dict[str, int]  # slot -> its last token
+    span_s: float  # first submit to last token over all slots
+
+    def rel(self, ns: int) -> float:
+        """Seconds from the time origin."""
+        return (ns - self.t0) / NS_PER_S
+
+
+def record_rows(
+    record: dict, model_sources: dict[str, str] | None = None, telemetry_rows: list | None = None
+) -> RecordRows:
+    """Every row of one run record, each figure computed once. ``model_sources``: the model
+    column per slot (default: the record's); ``telemetry_rows``: the run's telemetry.csv rows,
+    None when it recorded none (the utilisation and energy columns then say so)."""
+    ident = run_identity(record["spec"])
+    reduced = _reduce(record)
+    runs, requests = [], []
+    for name, slot in record["slots"].items():
+        runs.append(_run_row(record, ident, name, slot, reduced, model_sources))
+        if reduced.complete:
+            requests += _request_rows(ident, name, slot, reduced)
+    per_slot, run = _telemetry_columns(
+        record, reduced.complete, reduced.window, telemetry_rows, _tokens(runs)
+    )
+    for row in runs:
+        row.update(per_slot[row["slot"]])
+    return RecordRows(
+        runs=runs,
+        requests=requests,
+        energy={**ident, **run},
+        telemetry=_timeline_rows(record, ident["run_id"], reduced.t0, telemetry_rows or []),
+    )
+
+
+def run_tables(
+    record: dict, model_sources: dict[str, str] | None = None, telemetry_rows: list | None = None
+) -> tuple[list[dict], list[dict]]:
+    """(run rows, request rows) of one run record; with its telemetry.csv rows, also the
+    utilisation and energy columns (dualbench.analysis.telemetry)."""
+    rows = record_rows(record, model_sources, telemetry_rows)
+    return rows.runs, rows.requests
+
+
+def energy_row(record: dict, telemetry_rows: list, run_rows: list[dict]) -> dict:
+    """The run's energy as a whole (every device it used, the tokens of all its slots from
+    ``run_rows``); ``record_rows(...).energy`` gives the same without a second pass."""
+    complete, window = _window(record)
+    _, run = _telemetry_columns(record, complete, window, telemetry_rows, _tokens(run_rows))
+    return {**run_identity(record["spec"]), **run}
+
+
+# --- the single reduction ---------------------------------------------------------------------
+
+
+def _window(record: dict) -> tuple[bool, Window]:
+    """(complete, co-located window) of a record."""
+    results = {n: s["result"] for n, s in record["slots"].items()}
+    complete = record["status"] == "ok" and all(r is not None for r in results.values())
+    return complete, co_window(results) if complete else (0, 0)
+
+
+def _reduce(record: dict) -> _Reduced:
+    complete, window = _window(record)
+    results = {n: s["result"] for n, s in record["slots"].items()}
+    slots = {}
+    if complete:
+        slots = {
+            n: slot_metrics(s["result"], s["settings"], window) for n, s in record["slots"].items()
+        }
+        reasons = validity(record, window, slots)
+    else:
+        reasons = [f"status {record['status']}: {record['error']}"]
+    firsts = {n: r["calls"][0]["submit_ns"] for n, r in results.items() if r and r["calls"]}
+    lasts = {
+        n: max((c["token_ns"][-1] for c in r["calls"] if c["token_ns"]), default=0)
+        for n, r in results.items()
+        if r and r["calls"]
+    }
+    return _Reduced(
+        complete=complete,
+        window=window,
+        t0=min((r["release_ns"] for r in results.values() if r), default=None),
+        slots=slots,
+        reasons=reasons,
+        firsts=firsts,
+        lasts=lasts,
+        span_s=(max(lasts.values()) - min(firsts.values())) / NS_PER_S if firsts else math.nan,
+    )
+
+
+def _tokens(run_rows: list[dict]) -> dict[str, int]:
+    """Output tokens inside the window per slot (0 where the slot has none)."""
+    return {r["slot"]: r.get("output_tokens") or 0 for r in run_rows}
+
+
+# --- runs.csv and requests.csv ----------------------------------------------------------------
+
+
+def _run_row(
+    record: dict,
+    ident: dict,
+    name: str,
+    slot: dict,
+    reduced: _Reduced,
+    model_sources: dict[str, str] | None,
+) -> dict:
+    """A slot's runs.csv row, less the telemetry columns."""
+    settings, result = slot["settings"], slot["result"]
+    row = {
+        **ident,
+        "slot": name,
+        "model": (model_sources or {}).get(name, slot["model"]),
+        "backend": record["backend"].get("kind", ""),
+        "device": slot["device"],
+        "status": record["status"],
+        "error": record["error"],
+        "valid": not reduced.reasons,
+        "invalid_reasons": "; ".join(reduced.reasons),
+        # Allowed but flagged: e.g. a dtype this device only emulates (DESIGN §6).
+        "warnings": "; ".join(record.get("warnings", [])),
+        "prompt_tokens": settings["prompt_tokens"],
+        "new_tokens": settings["new_tokens"],
+        "batch_size": settings["batch_size"],
+        "allocator": record["spec"].get("allocator", ""),
+    }
+    if result is not None:
+        row.update(_result_columns(result))
+    if reduced.complete:
+        row.update(reduced.slots[name])
+        row.update(_window_columns(name, reduced, row["window_s"]))
+    return row
+
+
+def _result_columns(result: dict) -> dict:
+    """What a slot that ran reports whether or not the run completed: weights, memory,
+    load and warmup."""
+    conversion = result.get("conversion") or {}
+    memory = result["memory"]
+    return {
+        "kernel": (result.get("weights") or {}).get("kernel"),
+        "weight_bytes": conversion.get("weight_bytes"),
+        "linear_weight_bytes": conversion.get("linear_weight_bytes"),
+        "load_s": result["load_s"],
+        "warmup_s": result["warmup_s"],
+        **{k: memory.get(k) for k in ("peak_mem_bytes", "mem_reserved_peak_bytes", "mem_source")},
+        "fragmentation": memory.get("fragmentation"),
+    }
+
+
+def _window_columns(name: str, reduced: _Reduced, window_s: float) -> dict:
+    """The window and the slot's span, in seconds from the time origin."""
+    return {
+        "window_start_s": reduced.rel(reduced.window[0]),
+        "window_end_s": reduced.rel(reduced.window[1]),
+        "slot_start_s": reduced.rel(reduced.firsts[name]),
+        "slot_end_s": reduced.rel(reduced.lasts[name]),
+        "span_s": reduced.span_s,
+        "overlap_frac": window_s / reduced.span_s if reduced.span_s else math.nan,
+    }
+
+
+def _request_rows(ident: dict, name: str, slot: dict, reduced: _Reduced) -> list[dict]:
+    """One row per sequence of each call of a slot (a call carries batch_size sequences)."""
+    start, end = reduced.window
+    rows = []
+    for i, call in enumerate(slot["result"]["calls"]):
+        times = call["token_ns"]
+        lat = request_latencies(call["submit_ns"], times)
+        inside = bool(times) and times[0] >= start and times[-1] <= end
+        itl = lat["itl_ms"]
+        for b in range(slot["settings"]["batch_size"]):
+            rows.append(
+                {
+                    **ident,
+                    "slot": name,
+                    "call": i,
+                    "index": b,
+                    "in_window": inside,
+                    "submit_s": reduced.rel(call["submit_ns"]),
+                    "ttft_ms": lat["ttft_ms"],
+                    "tpot_ms": lat["tpot_ms"],
+                    "e2e_ms": lat["e2e_ms"],
+                    "itl_ms_mean": sum(itl) / len(itl) if itl else math.nan,
+                    "new_tokens": call["delivered"],
+                }
+            )
+    return rows
+
+
+# --- telemetry: runs.csv's telemetry columns, energy.csv, telemetry.csv -----------------------
+
+
+def _telemetry_columns(
+    record: dict,
+    complete: bool,
+    window: Window,
+    telemetry_rows: list | None,
+    tokens: dict[str, int],
+) -> tuple[dict[str, dict], dict]:
+    """(per-slot telemetry columns {slot: {...}}, the run's energy columns {...}): the
+    reduction of dualbench.analysis.telemetry, or blanks with the reason it has none."""
+    if complete and telemetry_rows is not None:
+        return reduce_run_telemetry(record, telemetry_rows, window, tokens)
+    note = f"status {record['status']}" if not complete else "no telemetry recorded"
+    blank = {
+        **dict.fromkeys(TELEMETRY_RUN_COLUMNS),
+        "util_source": "",
+        "energy_source": "",
+        "energy_note": note,
+    }
+    return {name: blank for name in record["slots"]}, {"energy_note": note}
+
+
+def _timeline_rows(record: dict, run_id: str, t0: int | None, telemetry_rows: list) -> list[dict]:
+    """Samples with time in seconds from the run's first barrier release (the runs.csv
+    origin), for the report's timelines."""
+    if t0 is None:
+        return []
+    out = [
+        {
+            "run_id": run_id,
+            "t_s": (r["t_ns"] - t0) / NS_PER_S,
+            **{k: r[k] for k in ("slots", "device", "metric", "value", "source")},
+        }
+        for r in telemetry_rows
+    ]
+    # The parent's CPU-time samples as a utilisation trace: increase between two samples /
+    # (their interval x the slot's cores).
+    cores = {s["device"]: len(s["slot"].get("cores") or ()) for s in record["slots"].values()}
+    parent = sorted(
+        (
+            r
+            for r in telemetry_rows
+            if r["metric"] == "cpu_time_s" and r["source"] != WORKER_CPU_SOURCE
+        ),
+        key=lambda r: (r["device"], r["t_ns"]),
+    )
+    for a, b in itertools.pairwise(parent):
+        n = cores.get(a["device"]) or 0
+        if a["device"] == b["device"] and n and b["t_ns"] > a["t_ns"]:
+            util = 100 * (b["value"] - a["value"]) / ((b["t_ns"] - a["t_ns"]) / NS_PER_S * n)
+            out.append(
+                {
+                    "run_id": run_id,
+                    "t_s": ((a["t_ns"] + b["t_ns"]) / 2 - t0) / NS_PER_S,
+                    "slots": a["slots"],
+                    "device": a["device"],
+                    "metric": "cpu_util_pct",
+                    "value": util,
+                    "source": "process CPU time, between samples",
+                }
+            )
+    return out
