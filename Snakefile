@@ -34,6 +34,13 @@ include: "workflow/rules/bench.smk"
 include: "workflow/rules/report.smk"
 
 
+# Cheap bookkeeping: on a cluster these run where Snakemake runs, not as submitted jobs.
+localrules:
+    all,
+    aggregate,
+    report,
+
+
 rule all:
     default_target: True
     input:

@@ -2,8 +2,12 @@ rule run:
     input:
         unpack(run_inputs),
     output:
-        "results/runs/{scenario}/{precision}/{layout}/run.json",
-        "results/runs/{scenario}/{precision}/{layout}/telemetry.csv",
+        record="results/runs/{scenario}/{precision}/{layout}/run.json",
+        telemetry="results/runs/{scenario}/{precision}/{layout}/telemetry.csv",
+    log:
+        run="logs/run/{scenario}/{precision}/{layout}.log",
+        # Per worker: its spec, its stderr (library output, tracebacks) and its result.
+        workers=directory("logs/run/{scenario}/{precision}/{layout}.workers"),
     # A run owns the whole machine: nothing may share its cores while it measures.
     threads: workflow.cores
     params:
@@ -16,15 +20,10 @@ rule aggregate:
     input:
         run_outputs(),
     output:
-        runs="results/metrics/runs.csv",
-        requests="results/metrics/requests.csv",
-        scaling="results/metrics/scaling.csv",
-        precisions="results/metrics/precisions.csv",
-        int4="results/metrics/int4.csv",
-        energy="results/metrics/energy.csv",
-        telemetry="results/metrics/telemetry.csv",
-        environment="results/metrics/environment.json",
+        **METRICS_OUTPUTS,
+    log:
+        "logs/aggregate.log",
     params:
-        models=dbconfig.canonical({s: CFG["models"][s]["source"] for s in SLOTS}),
+        models=dbconfig.aggregate_params(CFG),
     script:
         "../scripts/aggregate.py"

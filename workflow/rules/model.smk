@@ -1,6 +1,8 @@
 rule fetch_model:
     output:
         directory("results/models/{model}/base"),
+    log:
+        "logs/fetch_model/{model}.log",
     params:
         spec=lambda w: dbconfig.model_params(CFG, w.model),
     script:
@@ -12,6 +14,8 @@ rule convert:
         "results/models/{model}/base",
     output:
         directory("results/models/{model}/{precision}"),
+    log:
+        "logs/convert/{model}/{precision}.log",
     params:
         spec=lambda w: dbconfig.convert_params(CFG, w.precision),
     script:

@@ -3,6 +3,8 @@ rule report:
         **rules.aggregate.output,
     output:
         "results/report/report.html",
+    log:
+        "logs/report.log",
     params:
         spec=dbconfig.report_params(CFG),
     script:

@@ -2,10 +2,12 @@
 import json
 from pathlib import Path
 
+from dualbench.job_log import tee_stderr
 from dualbench.analysis.aggregate import aggregate
 
-aggregate(
-    list(snakemake.input),
-    Path(snakemake.output.runs).parent,
-    json.loads(snakemake.params.models),
-)
+with tee_stderr(snakemake.log[0]):
+    aggregate(
+        list(snakemake.input),
+        Path(snakemake.output.runs).parent,
+        json.loads(snakemake.params.models),
+    )

@@ -2,10 +2,11 @@
 import json
 
 from dualbench.errors import user_errors_exit
+from dualbench.job_log import tee_stderr
 from dualbench.models.sources import fetch
 
 spec = json.loads(snakemake.params.spec)
-with user_errors_exit():
+with tee_stderr(snakemake.log[0]), user_errors_exit():
     fetch(
         spec["source"],
         snakemake.output[0],

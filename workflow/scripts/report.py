@@ -2,15 +2,17 @@
 import json
 from pathlib import Path
 
-from dualbench.analysis.metrics import DEFINITIONS
+from dualbench.job_log import tee_stderr
+from dualbench.analysis.definitions import DEFINITIONS
 from dualbench.report.render import write_report
 
 spec = json.loads(snakemake.params.spec)
-write_report(
-    Path(snakemake.input.runs).parent,
-    Path(snakemake.output[0]),
-    spec["title"],
-    spec["scenarios"],
-    DEFINITIONS,
-    spec["hardware_notes"],
-)
+with tee_stderr(snakemake.log[0]):
+    write_report(
+        Path(snakemake.input.runs).parent,
+        Path(snakemake.output[0]),
+        spec["title"],
+        spec["scenarios"],
+        DEFINITIONS,
+        spec["hardware_notes"],
+    )

@@ -1,0 +1,41 @@
+"""Every job of the pipeline declares its log under logs/<rule>/, the run jobs their workers'
+log directory too, and nothing but plain results lands under results/runs/."""
+
+from __future__ import annotations
+
+import re
+
+from tests.helpers import snakemake
+
+JOB = re.compile(r"^(?:local)?rule (\w+):$", re.M)
+
+
+def job_blocks(text: str) -> list[tuple[str, str]]:
+    """(rule, block) of every job in a dry run's output."""
+    starts = list(JOB.finditer(text))
+    return [
+        (m.group(1), text[m.end() : starts[i + 1].start() if i + 1 < len(starts) else None])
+        for i, m in enumerate(starts)
+    ]
+
+
+def test_every_job_declares_its_log(pipeline):
+    jobs = [(r, b) for r, b in job_blocks(snakemake(pipeline, "-n", "--forceall").stdout)
+            if r != "all"]  # fmt: skip
+    assert {r for r, _ in jobs} == {"fetch_model", "convert", "run", "aggregate", "report"}
+    for rule, block in jobs:
+        logs = re.search(r"^\s*log: (.+)$", block, re.M)
+        assert logs, f"a {rule} job declares no log:\n{block}"
+        paths = [p.strip() for p in logs.group(1).split(",")]
+        assert all(p.startswith(f"logs/{rule}") for p in paths), paths
+        if rule == "run":
+            assert len(paths) == 2 and paths[1] == paths[0].removesuffix(".log") + ".workers"
+
+
+def test_finished_runs_hold_only_their_record_and_telemetry(pipeline):
+    run_dirs = {p.parent for p in (pipeline / "results/runs").rglob("run.json")}
+    assert run_dirs
+    for run_dir in run_dirs:
+        assert sorted(p.name for p in run_dir.iterdir()) == ["run.json", "telemetry.csv"]
+        workers = pipeline / "logs/run" / f"{run_dir.relative_to(pipeline / 'results/runs')}"
+        assert sorted(p.name for p in workers.with_suffix(".workers").glob("worker-*.log"))
