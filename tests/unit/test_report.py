@@ -6,11 +6,35 @@ import json
 import math
 import re
 from html import unescape
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import seaborn as sns
 
-from dualbench.report import render as report
+from dualbench.analysis.columns import METRICS_FILES
+from dualbench.report.details import LAYOUT_ORDER
+from dualbench.report.figures import (
+    LATENCY_BARS,
+    PALETTE,
+    SLOT_COLORS,
+    THROUGHPUT_BARS,
+    embedded_figure,
+)
+from dualbench.report.format import (
+    as_bool,
+    clip,
+    fmt_change,
+    fmt_fixed,
+    fmt_mib,
+    fmt_pct,
+    fmt_ratio,
+    is_finite,
+    number,
+    text_or,
+)
+from dualbench.report.render import render_report, write_report
+from dualbench.report.tables import read_csv, run_label, unique_in_order
 
 NAN = math.nan
 LATENCIES = ("ttft", "tpot", "itl", "e2e")
@@ -20,6 +44,7 @@ DEFINITIONS = [
     ("Growth", "(V2 − V1) / V1: what the second model adds to one model's throughput."),
     ("Scaling efficiency", "V2 / (V1_A + V1_B), which is V2 / (2·V1): 100% means no interference."),
 ]
+GOLDEN_METRICS = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "metrics"
 DESCRIPTIONS = {"short": "latency floor: 32-token prompts", "long": "memory bandwidth: 2k context"}
 
 
@@ -169,7 +194,7 @@ ENVIRONMENT = {
 
 def render(runs=None, scaling=None, requests=None, title="dualbench report", **kw) -> str:
     runs = make_runs() if runs is None else runs
-    return report.render_report(
+    return render_report(
         runs=runs,
         scaling=make_scaling() if scaling is None else scaling,
         requests=make_requests(runs) if requests is None else requests,
@@ -327,15 +352,15 @@ def test_degenerate_inputs_render(case):
 
 
 def test_formatters():
-    assert report.fmt_fixed(123.44) == "123.4"
-    assert report.fmt_fixed(NAN) == "–"
-    assert report.fmt_fixed(None) == "–"
-    assert report.fmt_pct(0.617, signed=True) == "+62%"
-    assert report.fmt_pct(0.042, signed=True) == "+4.2%"
-    assert report.fmt_pct(-0.12, signed=True) == "-12%"
-    assert report.fmt_pct(0.81) == "81%"
-    assert report.fmt_ratio(1.2345) == "1.23×"
-    assert report.fmt_mib(3 * 2**20) == "3.0"
+    assert fmt_fixed(123.44) == "123.4"
+    assert fmt_fixed(NAN) == "–"
+    assert fmt_fixed(None) == "–"
+    assert fmt_pct(0.617, signed=True) == "+62%"
+    assert fmt_pct(0.042, signed=True) == "+4.2%"
+    assert fmt_pct(-0.12, signed=True) == "-12%"
+    assert fmt_pct(0.81) == "81%"
+    assert fmt_ratio(1.2345) == "1.23×"
+    assert fmt_mib(3 * 2**20) == "3.0"
 
 
 def test_write_report_round_trip(tmp_path):
@@ -348,9 +373,91 @@ def test_write_report_round_trip(tmp_path):
     (metrics / "environment.json").write_text(json.dumps(ENVIRONMENT))
     out = tmp_path / "report" / "nested" / "report.html"
 
-    report.write_report(metrics, out, "Round trip", DESCRIPTIONS, DEFINITIONS)
+    write_report(metrics, out, "Round trip", DESCRIPTIONS, DEFINITIONS)
 
     text = out.read_text(encoding="utf-8")
     assert text == render(title="Round trip")  # CSV round trip changes nothing shown
     assert "123.4" in text and "+65%" in text
     assert text.count("data:image/png;base64,") == 5
+
+
+def test_readers_tolerate_missing_values():
+    assert number("2.5") == 2.5 and number(True) == 1.0
+    assert math.isnan(number(None)) and math.isnan(number("")) and math.isnan(number("x"))
+    assert is_finite(3) and not is_finite(NAN) and not is_finite(math.inf)
+    assert as_bool("True") and as_bool(" yes ") and as_bool(1)
+    assert not as_bool("False") and not as_bool(NAN) and not as_bool(None)
+    assert text_or(NAN) == "–" and text_or("") == "–" and text_or(None, "") == ""
+    assert text_or("RAPL") == "RAPL"
+
+
+def test_change_and_clip():
+    assert fmt_change(0.38) == "0.38× (-62%)"
+    assert fmt_change(1.5) == "1.50× (+50%)"
+    assert fmt_change(NAN) == "–"
+    assert clip("short", 10) == "short"
+    assert clip("a long message", 8) == "a long…"
+
+
+def test_labels_and_order():
+    assert run_label("alone_A", "A") == "A alone"
+    assert run_label("colocated", "B") == "B co-located"
+    assert unique_in_order(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
+
+
+def test_palette_and_layout_order_from_the_slot_names():
+    # Built from SLOT_NAMES; for slots A and B they are what the report has always drawn.
+    paired = sns.color_palette("Paired")
+    expected = {
+        "A alone": paired[0],
+        "A co-located": paired[1],
+        "B alone": paired[6],
+        "B co-located": paired[7],
+        "A+B co-located": "#555555",
+    }
+    assert expected == PALETTE
+    assert {"A": paired[1], "B": paired[7]} == SLOT_COLORS
+    assert THROUGHPUT_BARS == [
+        "A alone",
+        "B alone",
+        "A co-located",
+        "B co-located",
+        "A+B co-located",
+    ]
+    assert LATENCY_BARS == ["A alone", "A co-located", "B alone", "B co-located"]
+    assert LAYOUT_ORDER == {"alone_A": 0, "alone_B": 1, "colocated": 2}
+
+
+def test_a_figure_that_fails_becomes_a_note():
+    def boom():
+        raise ValueError("no axis")
+
+    failed = embedded_figure("Broken", "caption", boom)
+    assert failed["uri"] is None
+    assert failed["note"] == "This figure could not be drawn: ValueError: no axis"
+    assert embedded_figure("Empty", "caption", lambda: "Nothing to draw.")["note"] == (
+        "Nothing to draw."
+    )
+
+
+def test_read_csv_of_an_empty_file(tmp_path):
+    (tmp_path / "requests.csv").write_text("")
+    assert read_csv(tmp_path / "requests.csv").empty
+
+
+def test_write_report_reads_the_optional_tables_when_present(tmp_path):
+    with_all = tmp_path / "all.html"
+    write_report(GOLDEN_METRICS, with_all, "golden", {}, DEFINITIONS)
+    text = with_all.read_text(encoding="utf-8")
+    assert 'id="int4"' in text and 'id="telemetry"' in text
+
+    core = tmp_path / "core"
+    core.mkdir()
+    for table in ("runs", "scaling", "requests", "environment"):
+        (core / METRICS_FILES[table]).write_bytes(
+            (GOLDEN_METRICS / METRICS_FILES[table]).read_bytes()
+        )
+    write_report(core, tmp_path / "core.html", "golden", {}, DEFINITIONS)
+    text = (tmp_path / "core.html").read_text(encoding="utf-8")
+    assert 'id="int4"' not in text and 'id="telemetry"' not in text
+    assert 'id="headline"' in text

@@ -9,25 +9,21 @@ from typing import Any
 
 import pandas as pd
 
-from dualbench.report.render import (
+from dualbench.config.vocabulary import SLOT_NAMES
+from dualbench.report.figures import embedded_figure
+from dualbench.report.format import (
     DASH,
-    _as_bool,
-    _figure,
-    _label,
+    as_bool,
+    fmt_change,
     fmt_fixed,
     fmt_int,
     fmt_mib,
     fmt_pct,
-    fmt_ratio,
 )
+from dualbench.report.tables import run_label
 
-
-def _ratio(value: Any) -> str:
-    """An INT4/baseline ratio with its change: 0.38× (−62%)."""
-    v = pd.to_numeric(value, errors="coerce")
-    if not math.isfinite(v):
-        return DASH
-    return f"{fmt_ratio(v)} ({fmt_pct(v - 1, signed=True)})"
+# How the section names the pair of models: int4.csv's slot "pair", the figure's "pair" bar.
+PAIR = " + ".join(SLOT_NAMES)
 
 
 def _model_rows(precisions: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
@@ -40,8 +36,8 @@ def _model_rows(precisions: pd.DataFrame, baseline: str) -> list[dict[str, str]]
             int4 = r["precision"] == "int4"
             scheme = (
                 f"group {fmt_int(r['group_size'])}, "
-                f"{'symmetric' if _as_bool(r['symmetric']) else 'asymmetric'}, lm_head "
-                f"{'INT4' if _as_bool(r['quantize_lm_head']) else '16-bit'}"
+                f"{'symmetric' if as_bool(r['symmetric']) else 'asymmetric'}, lm_head "
+                f"{'INT4' if as_bool(r['quantize_lm_head']) else '16-bit'}"
                 if int4
                 else r.get("dtype") or DASH
             )
@@ -51,10 +47,10 @@ def _model_rows(precisions: pd.DataFrame, baseline: str) -> list[dict[str, str]]
                     "precision": r["precision"],
                     "scheme": scheme,
                     "weights_mib": fmt_mib(r["weight_bytes"]),
-                    "weights_ratio": _ratio(r["weight_bytes"] / base_total) if int4 else "",
+                    "weights_ratio": fmt_change(r["weight_bytes"] / base_total) if int4 else "",
                     "linear_mib": fmt_mib(r["linear_weight_bytes"]),
                     "linear_ratio": (
-                        _ratio(r["linear_weight_bytes"] / base_linear) if int4 else ""
+                        fmt_change(r["linear_weight_bytes"] / base_linear) if int4 else ""
                     ),
                     "top1": fmt_pct(r["top1_agreement"]) if int4 else "",
                     "kl": fmt_fixed(r["mean_kl"], 4) if int4 else "",
@@ -72,26 +68,27 @@ def _scenario_rows(int4: pd.DataFrame) -> list[dict[str, Any]]:
         rows.append(
             {
                 "scenario": r["scenario"],
-                "label": "pair (A + B)" if pair else _label(r["layout"], r["slot"]),
+                "label": f"pair ({PAIR})" if pair else run_label(r["layout"], r["slot"]),
                 "throughput": (
                     f"{fmt_fixed(r['throughput_tok_s_baseline'])} → "
                     f"{fmt_fixed(r['throughput_tok_s_int4'])}"
                 ),
-                "throughput_ratio": _ratio(r["throughput_tok_s_ratio"]),
-                "ttft_ratio": DASH if pair else _ratio(r["ttft_ms_p50_ratio"]),
-                "tpot_ratio": DASH if pair else _ratio(r["tpot_ms_p50_ratio"]),
-                "e2e_ratio": DASH if pair else _ratio(r["e2e_ms_p50_ratio"]),
+                "throughput_ratio": fmt_change(r["throughput_tok_s_ratio"]),
+                "ttft_ratio": DASH if pair else fmt_change(r["ttft_ms_p50_ratio"]),
+                "tpot_ratio": DASH if pair else fmt_change(r["tpot_ms_p50_ratio"]),
+                "e2e_ratio": DASH if pair else fmt_change(r["e2e_ms_p50_ratio"]),
                 "memory": (
                     f"{fmt_mib(r['peak_mem_bytes_baseline'])} → {fmt_mib(r['peak_mem_bytes_int4'])}"
                 ),
-                "memory_ratio": _ratio(r["peak_mem_bytes_ratio"]),
-                "valid": _as_bool(r["valid"]),
+                "memory_ratio": fmt_change(r["peak_mem_bytes_ratio"]),
+                "valid": as_bool(r["valid"]),
             }
         )
     return rows
 
 
 def _fig_memory(precisions: pd.DataFrame, baseline: str):
+    # Here, not at the top: importing dualbench.report.figures selects Agg before pyplot loads.
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -103,7 +100,7 @@ def _fig_memory(precisions: pd.DataFrame, baseline: str):
     data = pd.concat([data[["slot", "precision", "MiB"]], pair], ignore_index=True)
     fig, ax = plt.subplots(figsize=(6, 3))
     sns.barplot(data=data, x="slot", y="MiB", hue="precision", ax=ax, hue_order=[baseline, "int4"])
-    ax.set_xlabel("model (pair: A + B)")
+    ax.set_xlabel(f"model (pair: {PAIR})")
     ax.set_ylabel("checkpoint MiB")
     return fig
 
@@ -119,7 +116,7 @@ def int4_section(precisions: pd.DataFrame, int4: pd.DataFrame) -> dict[str, Any]
         "baseline": baseline,
         "models": _model_rows(precisions, baseline) if not precisions.empty else [],
         "scenarios": _scenario_rows(int4),
-        "figure": _figure(
+        "figure": embedded_figure(
             "Checkpoint size",
             f"Bytes of each converted checkpoint on disk, {baseline} and INT4, per model and "
             "for the pair.",

@@ -7,15 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from dualbench.report.render import (
-    DASH,
-    SLOT_COLORS,
-    _figure,
-    _label,
-    _ordered,
-    fmt_fixed,
-    fmt_pct,
-)
+from dualbench.report.figures import SLOT_COLORS, embedded_figure
+from dualbench.report.format import fmt_fixed, fmt_pct, number, text_or
+from dualbench.report.tables import run_label, unique_in_order
 
 # Utilisation metrics drawn on the timelines, with their legend names.
 UTIL_TRACES = {
@@ -27,31 +21,21 @@ UTIL_TRACES = {
 MAX_TIMELINES = 8
 
 
-def _text(value, empty: str = DASH) -> str:
-    """A CSV text cell: NaN (an empty cell read back) and "" are empty."""
-    return empty if value is None or pd.isna(value) or value == "" else str(value)
-
-
-def _num(value, decimals: int = 1) -> str:
-    v = pd.to_numeric(value, errors="coerce")
-    return fmt_fixed(v, decimals) if pd.notna(v) else DASH
-
-
 def _slot_rows(runs: pd.DataFrame, notes: list[str]) -> list[dict[str, str]]:
     rows = []
     for r in runs.to_dict("records"):
-        note = _text(r.get("energy_note"), "")
+        note = text_or(r.get("energy_note"), "")
         rows.append(
             {
                 "run_id": r["run_id"],
-                "label": _label(r["layout"], r["slot"]),
-                "util": fmt_pct(pd.to_numeric(r.get("util_pct"), errors="coerce") / 100),
-                "util_source": _text(r.get("util_source")),
-                "active": fmt_pct(pd.to_numeric(r.get("active_pct"), errors="coerce") / 100),
-                "energy": _num(r.get("energy_j")),
-                "energy_net": _num(r.get("energy_net_j")),
-                "power": _num(r.get("power_mean_w")),
-                "tokens_per_j": _num(r.get("tokens_per_j"), 3),
+                "label": run_label(r["layout"], r["slot"]),
+                "util": fmt_pct(number(r.get("util_pct")) / 100),
+                "util_source": text_or(r.get("util_source")),
+                "active": fmt_pct(number(r.get("active_pct")) / 100),
+                "energy": fmt_fixed(r.get("energy_j")),
+                "energy_net": fmt_fixed(r.get("energy_net_j")),
+                "power": fmt_fixed(r.get("power_mean_w")),
+                "tokens_per_j": fmt_fixed(r.get("tokens_per_j"), 3),
                 "note": "see above" if note in notes else note,
             }
         )
@@ -62,26 +46,27 @@ def _run_rows(energy: pd.DataFrame) -> list[dict[str, str]]:
     return [
         {
             "run_id": r["run_id"],
-            "devices": _text(r.get("devices")),
-            "window": _num(r.get("window_s"), 2),
-            "energy": _num(r.get("energy_j")),
-            "energy_net": _num(r.get("energy_net_j")),
-            "power": _num(r.get("power_mean_w")),
-            "tokens_per_j": _num(r.get("tokens_per_j"), 3),
-            "tokens_per_j_net": _num(r.get("tokens_per_j_net"), 3),
-            "source": _text(r.get("energy_source")),
-            "note": _text(r.get("energy_note"), ""),
+            "devices": text_or(r.get("devices")),
+            "window": fmt_fixed(r.get("window_s"), 2),
+            "energy": fmt_fixed(r.get("energy_j")),
+            "energy_net": fmt_fixed(r.get("energy_net_j")),
+            "power": fmt_fixed(r.get("power_mean_w")),
+            "tokens_per_j": fmt_fixed(r.get("tokens_per_j"), 3),
+            "tokens_per_j_net": fmt_fixed(r.get("tokens_per_j_net"), 3),
+            "source": text_or(r.get("energy_source")),
+            "note": text_or(r.get("energy_note"), ""),
         }
         for r in energy.to_dict("records")
     ]
 
 
 def _fig_timelines(samples: pd.DataFrame, runs: pd.DataFrame, metrics: dict, ylabel: str):
+    # Here, not at the top: importing dualbench.report.figures selects Agg before pyplot loads.
     import matplotlib.pyplot as plt
 
     data = samples[samples["metric"].isin(metrics)]
     co = runs[runs["layout"] == "colocated"]
-    run_ids = [r for r in _ordered(co["run_id"]) if r in set(data["run_id"])][:MAX_TIMELINES]
+    run_ids = [r for r in unique_in_order(co["run_id"]) if r in set(data["run_id"])][:MAX_TIMELINES]
     if not run_ids:
         return "No samples of this kind in the co-located runs."
     fig, axes = plt.subplots(
@@ -113,19 +98,19 @@ def telemetry_section(
     if energy is None or "util_pct" not in runs:
         return None
     samples = samples if samples is not None else pd.DataFrame(columns=["run_id", "metric"])
-    notes = sorted({_text(n, "") for n in energy.get("energy_note", [])} - {""})
+    notes = sorted({text_or(n, "") for n in energy.get("energy_note", [])} - {""})
     return {
         "slots": _slot_rows(runs, notes),
         "runs": _run_rows(energy),
         "notes": notes,
         "figures": [
-            _figure(
+            embedded_figure(
                 "Utilisation over time",
                 "Per slot, the device's busy share as sampled in the parent (CPU: CPU time "
                 "between two samples over the slot's cores).",
                 lambda: _fig_timelines(samples, runs, UTIL_TRACES, "%"),
             ),
-            _figure(
+            embedded_figure(
                 "Power over time",
                 "Sampled power of each device (npu-smi, NVML).",
                 lambda: _fig_timelines(samples, runs, {"power_w": "power"}, "W"),
