@@ -1,9 +1,9 @@
-# Thin adapter: rule aggregate -> dualbench.analysis.aggregate
+# Thin adapter: rule aggregate -> dualbench.analysis.aggregate.aggregate
 import json
 from pathlib import Path
 
-from dualbench.job_log import tee_stderr
 from dualbench.analysis.aggregate import aggregate
+from dualbench.job_log import tee_stderr
 
 with tee_stderr(snakemake.log[0]):
     aggregate(

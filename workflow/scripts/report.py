@@ -1,9 +1,9 @@
-# Thin adapter: rule report -> dualbench.report.write_report
+# Thin adapter: rule report -> dualbench.report.render.write_report
 import json
 from pathlib import Path
 
-from dualbench.job_log import tee_stderr
 from dualbench.analysis.definitions import DEFINITIONS
+from dualbench.job_log import tee_stderr
 from dualbench.report.render import write_report
 
 spec = json.loads(snakemake.params.spec)
