@@ -19,7 +19,7 @@ from dualbench.analysis.columns import (
     INT4_RATIOS,
     PRECISION_COLUMNS,
 )
-from dualbench.config.vocabulary import SLOT_NAMES
+from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES
 
 
 def precision_table(records: list[dict], model_sources: dict[str, str]) -> pd.DataFrame:
@@ -68,15 +68,15 @@ def int4_table(runs: pd.DataFrame) -> pd.DataFrame:
         except KeyError:
             continue
         rows.append(_int4_row(scenario, layout, slot, baseline, base, int4))
-    pairs = runs[runs.layout == "colocated"].groupby(["scenario", "precision"])
+    pairs = runs[runs.layout == COLOCATED].groupby(["scenario", "precision"])
     # A pair's sums need every slot's figure.
     summed = pairs[["throughput_tok_s", "peak_mem_bytes"]].sum(min_count=len(SLOT_NAMES))
     valid = pairs["valid"].all()
-    for scenario in runs.loc[runs.layout == "colocated", "scenario"].unique():
+    for scenario in runs.loc[runs.layout == COLOCATED, "scenario"].unique():
         if (scenario, baseline) in summed.index and (scenario, "int4") in summed.index:
             base = {**summed.loc[(scenario, baseline)], "valid": valid[(scenario, baseline)]}
             int4 = {**summed.loc[(scenario, "int4")], "valid": valid[(scenario, "int4")]}
-            rows.append(_int4_row(scenario, "colocated", "pair", baseline, base, int4))
+            rows.append(_int4_row(scenario, COLOCATED, "pair", baseline, base, int4))
     return pd.DataFrame(rows, columns=INT4_COLUMNS)
 
 

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from dualbench.analysis.columns import SCALING_COLUMNS
-from dualbench.config.vocabulary import SLOT_NAMES, alone_layout
+from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
 
 
 def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -33,12 +33,12 @@ def _scaling(group: pd.DataFrame) -> dict:
     # (layout, slot) -> its run row: every slot alone, then every slot co-located.
     parts = {
         **{(alone_layout(s), s): pick(alone_layout(s), s) for s in SLOT_NAMES},
-        **{("colocated", s): pick("colocated", s) for s in SLOT_NAMES},
+        **{(COLOCATED, s): pick(COLOCATED, s) for s in SLOT_NAMES},
     }
     missing = [key for key, row in parts.items() if row is None]
     tput = {k: (v["throughput_tok_s"] if v is not None else math.nan) for k, v in parts.items()}
     alone = [tput[(alone_layout(s), s)] for s in SLOT_NAMES]
-    together = [tput[("colocated", s)] for s in SLOT_NAMES]
+    together = [tput[(COLOCATED, s)] for s in SLOT_NAMES]
     v1 = sum(alone) / len(alone)
     v2 = sum(together)
     valid = not missing and all(bool(v["valid"]) for v in parts.values())

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dualbench.errors import ConfigError
 
-# The models' names (the config's ``models:`` keys). Fixed at two for now; every place that
-# still assumes exactly these two is listed in the closing note of the structure issue.
+# The models' names: the config's ``models:`` keys, which the schema fixes at A and B for now.
+# Code that needs the slots takes them from here, so more models change this line and the
+# schema, not every stage.
 SLOT_NAMES = ("A", "B")
-LAYOUTS = ("alone_A", "alone_B", "colocated")
+# The layout that runs every slot at once (LAYOUTS: each slot alone, then this).
+COLOCATED = "colocated"
 PER_SLOT_KEYS = ("prompt_tokens", "new_tokens", "batch_size", "warmup_requests", "min_requests")
 # The int4 keys the convert rule reads; int4.kernel is read by the run rule only.
 INT4_CONVERT_KEYS = ("group_size", "symmetric", "quantize_lm_head")
@@ -31,9 +33,12 @@ def alone_layout(slot: str) -> str:
     return f"alone_{slot}"
 
 
+LAYOUTS = (*(alone_layout(slot) for slot in SLOT_NAMES), COLOCATED)
+
+
 def layout_slots(layout: str) -> tuple[str, ...]:
     """The slots a layout runs, in slot order."""
-    if layout == "colocated":
+    if layout == COLOCATED:
         return SLOT_NAMES
     for slot in SLOT_NAMES:
         if layout == alone_layout(slot):

@@ -8,12 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from dualbench.config.vocabulary import SLOT_NAMES, alone_layout
+from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
 from dualbench.report.format import DASH, FORMATTERS, clip
 from dualbench.report.tables import LATENCIES, STATS, unique_in_order
 
 # Columns of a scenario: each slot alone, in slot order, then co-located.
-LAYOUT_ORDER = {layout: i for i, layout in enumerate([*map(alone_layout, SLOT_NAMES), "colocated"])}
+LAYOUT_ORDER = {layout: i for i, layout in enumerate([*map(alone_layout, SLOT_NAMES), COLOCATED])}
 
 DETAIL_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
     (

@@ -34,14 +34,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from dualbench.config.vocabulary import SLOT_NAMES, alone_layout  # noqa: E402
+from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout  # noqa: E402
 from dualbench.report.format import fmt_fixed, fmt_pct, is_finite  # noqa: E402
 from dualbench.report.tables import run_label, unique_in_order  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 ALONE_BARS = {slot: run_label(alone_layout(slot), slot) for slot in SLOT_NAMES}
-CO_BARS = {slot: run_label("colocated", slot) for slot in SLOT_NAMES}
+CO_BARS = {slot: run_label(COLOCATED, slot) for slot in SLOT_NAMES}
 PAIR_BAR = "+".join(SLOT_NAMES) + " co-located"
 # Alone bars light, co-located bars dark of the same hue, so each slot reads as one colour:
 # slot i takes the light and dark colour of pair _SLOT_PAIRS[i] of "Paired" (A blue, B orange).
@@ -307,7 +307,7 @@ def scaling_figure(
 
 
 def timeline_figure(runs: pd.DataFrame) -> plt.Figure | str:
-    co = runs[runs["layout"] == "colocated"]
+    co = runs[runs["layout"] == COLOCATED]
     run_ids = unique_in_order(co["run_id"])
     if not run_ids:
         return "No co-located runs."

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dualbench.config.vocabulary import SLOT_NAMES, alone_layout
+from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
 from dualbench.report.format import fmt_fixed, fmt_pct, fmt_ratio, is_finite, number
 from dualbench.report.tables import key_problems
 
@@ -48,7 +48,7 @@ def headline(
                     for slot in SLOT_NAMES
                 ],
                 "co": [
-                    fmt_fixed(metric("colocated", slot, "throughput_tok_s")) for slot in SLOT_NAMES
+                    fmt_fixed(metric(COLOCATED, slot, "throughput_tok_s")) for slot in SLOT_NAMES
                 ],
                 "v1": fmt_fixed(sc.get("v1")),
                 "v2": fmt_fixed(sc.get("v2")),
@@ -59,7 +59,7 @@ def headline(
                     f"{m}_{slot}_{where}": fmt_fixed(metric(layout, slot, f"{m}_ms_p50"))
                     for m in ("ttft", "tpot")
                     for slot in SLOT_NAMES
-                    for where, layout in (("alone", alone_layout(slot)), ("co", "colocated"))
+                    for where, layout in (("alone", alone_layout(slot)), ("co", COLOCATED))
                 },
                 "issues": issues,
                 "ok": not issues and bool(sc) and bool(sc.get("valid", False)),
@@ -103,7 +103,7 @@ def answers(
         ttft = []
         for slot in SLOT_NAMES:
             alone = lookup.get((*key, alone_layout(slot), slot), {}).get("ttft_ms_p50")
-            co = lookup.get((*key, "colocated", slot), {}).get("ttft_ms_p50")
+            co = lookup.get((*key, COLOCATED, slot), {}).get("ttft_ms_p50")
             if is_finite(alone) and is_finite(co):
                 ttft.append(f"{slot} {fmt_fixed(alone)} → {fmt_fixed(co)} ms")
         if ttft:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dualbench.config.vocabulary import SLOT_NAMES
+from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES
 from dualbench.report.format import as_bool
 
 LATENCIES = ("ttft", "tpot", "itl", "e2e")
@@ -100,7 +100,7 @@ def prepare_requests(requests: pd.DataFrame | None) -> pd.DataFrame:
 
 def run_label(layout: str, slot: str) -> str:
     """How the report names a slot in a layout: "A alone", "B co-located"."""
-    if layout == "colocated":
+    if layout == COLOCATED:
         return f"{slot} co-located"
     if layout.startswith("alone"):
         return f"{slot} alone"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from dualbench.config.vocabulary import COLOCATED
 from dualbench.report.figures import SLOT_COLORS, embedded_figure
 from dualbench.report.format import fmt_fixed, fmt_pct, number, text_or
 from dualbench.report.tables import run_label, unique_in_order
@@ -65,7 +66,7 @@ def _fig_timelines(samples: pd.DataFrame, runs: pd.DataFrame, metrics: dict, yla
     import matplotlib.pyplot as plt
 
     data = samples[samples["metric"].isin(metrics)]
-    co = runs[runs["layout"] == "colocated"]
+    co = runs[runs["layout"] == COLOCATED]
     run_ids = [r for r in unique_in_order(co["run_id"]) if r in set(data["run_id"])][:MAX_TIMELINES]
     if not run_ids:
         return "No samples of this kind in the co-located runs."
