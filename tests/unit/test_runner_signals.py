@@ -31,12 +31,21 @@ print("after the run", flush=True)
 """
 
 
+def default_stop_signals() -> None:
+    """In the child before exec: the stop signals at their defaults. A shell without job
+    control starts background commands with SIGINT ignored, and exit_on_signals rightly leaves
+    an ignored signal ignored, so a suite started that way would otherwise test nothing."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_entry_point(cleanup_s: float) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", ENTRY_POINT, str(cleanup_s)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_stop_signals,
     )
     assert proc.stdout.readline().strip() == "body"
     return proc
