@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from dualbench.analysis.columns import run_id
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -70,14 +72,11 @@ def main() -> None:
             print(line)
     print(f"total: {total:.0f} s ({total / 60:.1f} min) for `snakemake --cores all report`")
     per_scenario: dict[str, float] = defaultdict(float)
-    for path in sorted((work / "results" / "runs").glob("*/*/*/run.json")):
+    for path in sorted((work / "results" / "runs").glob("*/*/*/*/run.json")):
         record = json.loads(path.read_text())
         spec = record["spec"]
         per_scenario[spec["scenario"]] += record["elapsed_s"]
-        print(
-            f"  run {spec['scenario']}/{spec['precision']}/{spec['layout']}: "
-            f"{record['elapsed_s']:.1f} s, status {record['status']}"
-        )
+        print(f"  run {run_id(spec)}: {record['elapsed_s']:.1f} s, status {record['status']}")
     for scenario, seconds in per_scenario.items():
         print(f"scenario {scenario}: {seconds:.0f} s in its runs")
     runs = sum(per_scenario.values())

@@ -76,6 +76,17 @@ def tiny_config() -> dict:
     return copy.deepcopy(TINY_CONFIG)
 
 
+REPEATS = 3
+
+
+def repeats_config() -> dict:
+    """The tiny config cut to its short scenario, in REPEATS blocks."""
+    cfg = tiny_config()
+    del cfg["scenarios"]["mixed"]
+    cfg["repeats"] = REPEATS
+    return cfg
+
+
 def make_workdir(path: Path, config: dict) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow"):

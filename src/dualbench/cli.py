@@ -19,8 +19,9 @@ def _cmd_check_config(args) -> None:
     cfg = config.load(args.config, Machine())
     for line in cfg["resolved"]["notes"] + cfg["resolved"]["warnings"]:
         print(f"{args.config}: {line}")
-    runs = len(cfg["scenarios"]) * len(cfg["precisions"]) * len(cfg["layouts"])
-    print(f"{args.config}: valid ({runs} runs)")
+    blocks = len(cfg["scenarios"]) * len(cfg["precisions"]) * cfg["repeats"]
+    runs = blocks * len(cfg["layouts"])
+    print(f"{args.config}: valid ({runs} runs in {blocks} blocks)")
 
 
 def _cmd_fetch(args) -> None:

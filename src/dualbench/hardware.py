@@ -16,8 +16,10 @@ torch anyway, and recorded beside these flags.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import glob
 import importlib.util
 import os
 import platform
@@ -25,6 +27,7 @@ import re
 import shutil
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 SMI_TIMEOUT_S = 20
 # x86 flags that decide how fast 16-bit math is: native bf16 dot products (AVX512-BF16, AMX),
@@ -198,6 +201,40 @@ def torch_is_cpu_build() -> bool:
         return metadata.version("torch").endswith("+cpu")
     except metadata.PackageNotFoundError:
         return True
+
+
+def parse_cpu_mhz(text: str) -> list[float]:
+    """``/proc/cpuinfo`` -> the ``cpu MHz`` of every processor (x86; absent on most Arm)."""
+    values = []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "cpu mhz":
+            try:
+                values.append(float(value))
+            except ValueError:
+                continue
+    return values
+
+
+def machine_state() -> dict:
+    """What may drift between runs, read at a run's start: the load average (runnable
+    processes, ours included) and the mean current CPU clock, from cpufreq where the kernel
+    exposes it, else /proc/cpuinfo's ``cpu MHz``. A figure that cannot be read is None."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
+    khz = []
+    for path in sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")):
+        with contextlib.suppress(OSError, ValueError):
+            khz.append(int(Path(path).read_text()))
+    mhz = [k / 1000 for k in khz]
+    if not mhz:
+        with contextlib.suppress(OSError):
+            mhz = parse_cpu_mhz(Path("/proc/cpuinfo").read_text())
+    return {
+        "loadavg_1m": load[0],
+        "loadavg_5m": load[1],
+        "cpu_mhz": sum(mhz) / len(mhz) if mhz else None,
+        "cpu_mhz_source": ("cpufreq scaling_cur_freq" if khz else "/proc/cpuinfo") if mhz else "",
+    }
 
 
 class Machine:

@@ -47,14 +47,14 @@ def test_every_run_and_slot_is_measured_valid(tables):
 def test_output_length_is_exactly_the_asked_one(tables, pipeline):
     requests = tables["requests"]
     assert set(requests.new_tokens) == {8}
-    record = json.loads((pipeline / "results/runs/short/bf16/colocated/run.json").read_text())
+    record = json.loads((pipeline / "results/runs/short/bf16/r1/colocated/run.json").read_text())
     for slot in record["slots"].values():
         for call in slot["result"]["calls"]:
             assert call["delivered"] == 8 and len(call["token_ns"]) == 8
 
 
 def test_colocated_slots_overlap_on_disjoint_cores(pipeline, tables):
-    record = json.loads((pipeline / "results/runs/mixed/bf16/colocated/run.json").read_text())
+    record = json.loads((pipeline / "results/runs/mixed/bf16/r1/colocated/run.json").read_text())
     cores = [set(s["slot"]["cores"]) for s in record["slots"].values()]
     assert cores[0] and cores[1] and not cores[0] & cores[1]
     co = tables["runs"].query("layout == 'colocated'")

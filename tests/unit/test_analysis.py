@@ -162,7 +162,7 @@ def test_alone_row():
     assert len(rows) == 1
     row = rows[0]
     assert set(row) == set(RUN_COLUMNS)
-    assert row["run_id"] == "s/bf16/alone_A"
+    assert row["run_id"] == "s/bf16/r1/alone_A"
     assert (row["scenario"], row["precision"], row["layout"], row["slot"]) == (
         "s",
         "bf16",
@@ -219,7 +219,7 @@ def test_colocated_rows():
     by = {r["slot"]: r for r in rows}
     assert list(by) == ["A", "B"]
     for r in rows:
-        assert r["run_id"] == "s/bf16/colocated"
+        assert r["run_id"] == "s/bf16/r1/colocated"
         assert r["valid"] is True, r["invalid_reasons"]
         # relative to the earliest release (A's, at 100.1 s)
         assert r["window_start_s"] == pytest.approx(0.1)
@@ -291,14 +291,20 @@ def test_invalid_run_keeps_its_numbers_and_says_why():
 
 def test_run_id_is_spelled_once():
     spec = colocated()["spec"]
-    assert columns.run_id(spec) == "s/bf16/colocated"
+    assert columns.run_id(spec) == "s/bf16/r1/colocated"
     assert columns.run_identity(spec) == {
-        "run_id": "s/bf16/colocated",
+        "run_id": "s/bf16/r1/colocated",
         "scenario": "s",
         "precision": "bf16",
+        # Outside a repeat block (a record without block facts): block 1, no position.
+        "repeat": 1,
+        "position": None,
         "layout": "colocated",
     }
     assert list(columns.run_identity(spec)) == columns.RUN_IDENTITY
+    in_block = {**spec, "repeat": 3, "position": 2}
+    assert columns.run_id(in_block) == "s/bf16/r3/colocated"
+    assert columns.run_identity(in_block)["position"] == 2
 
 
 def test_named_column_groups_cover_the_run_columns_in_order():
@@ -310,10 +316,12 @@ def test_named_column_groups_cover_the_run_columns_in_order():
         columns.WINDOW_COLUMNS,
         columns.THROUGHPUT_COLUMNS,
         columns.LATENCY_COLUMNS,
+        columns.LATENCY_COUNT_COLUMNS,
         columns.MEMORY_COLUMNS,
         columns.WEIGHT_COLUMNS,
         columns.TELEMETRY_RUN_COLUMNS,
         columns.STARTUP_COLUMNS,
+        columns.MACHINE_STATE_COLUMNS,
     ]
     assert [c for g in groups for c in g] == RUN_COLUMNS
     assert len(set(RUN_COLUMNS)) == len(RUN_COLUMNS)
@@ -369,7 +377,7 @@ def test_record_rows_reduce_each_record_once(monkeypatch):
     by = {r["slot"]: r for r in rows.runs}
     for name in ("A", "B"):  # 2 s window at constant power
         assert by[name]["energy_j"] == pytest.approx(2.0 * WATTS[name])
-    assert rows.energy["run_id"] == "s/bf16/colocated"
+    assert rows.energy["run_id"] == "s/bf16/r1/colocated"
     assert rows.energy["devices"] == "cpu:0-3 + cpu:4-7"
     assert rows.energy["energy_j"] == pytest.approx(2.0 * (10.0 + 20.0))
     assert rows.energy["output_tokens"] == 8 + 18
@@ -466,6 +474,8 @@ def test_aggregate_writes_every_table(tmp_path):
     sources = {"A": "synthetic:llama-3.2-tiny", "B": "synthetic:llama-3.2-mini"}
     aggregate(paths, out, sources)
     assert sorted(p.name for p in out.iterdir()) == [
+        "answers.csv",
+        "blocks.csv",
         "energy.csv",
         "environment.json",
         "int4.csv",
@@ -497,7 +507,11 @@ def test_aggregate_writes_every_table(tmp_path):
         "cpu:0-3": {"kind": "cpu", "cores": 4},
         "cpu:4-7": {"kind": "cpu", "cores": 4},
     }
-    assert sorted(env["config"]) == ["s/bf16/alone_A", "s/bf16/alone_B", "s/bf16/colocated"]
+    assert sorted(env["config"]) == [
+        "s/bf16/r1/alone_A",
+        "s/bf16/r1/alone_B",
+        "s/bf16/r1/colocated",
+    ]
 
 
 def test_aggregate_with_a_failed_run_does_not_crash(tmp_path):

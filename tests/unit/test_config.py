@@ -82,6 +82,8 @@ def test_validate_fills_schema_defaults():
         "run": {"timeout_s": 1800},
         "telemetry": {"enabled": True, "interval_s": 0.2, "idle_s": 2},
         "report": {"title": "dualbench: two Llama 3.2 models side by side"},
+        "repeats": 1,
+        "analysis": {"confidence": 0.95, "equivalence_margin": 0.03, "drift_tolerance": 0.1},
     }
     assert raw == base()  # the input is not modified
 
@@ -696,3 +698,30 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
     path = tmp_path / "merge.yaml"
     path.write_text("base: &b {prompt_tokens: 8}\nother:\n  <<: *b\n  new_tokens: 4\n  <<: *b\n")
     assert config.read_yaml(path)["other"] == {"prompt_tokens": 8, "new_tokens": 4}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "start"),
+    [
+        ("repeats", 0, "repeats: 0 is less than the minimum of 1"),
+        ("repeats", 2.5, "repeats: 2.5 is not of type 'integer'"),
+        ("analysis", {"confidence": 1}, "analysis.confidence: 1 is greater than or equal"),
+        ("analysis", {"equivalence_margin": 0}, "analysis.equivalence_margin: 0 is less than"),
+        ("analysis", {"drift": 0.1}, "unknown key analysis.drift"),
+    ],
+)
+def test_repeats_and_analysis_settings_are_checked(path, value, start):
+    assert error_of(_set(path, value)).startswith(start)
+
+
+def test_a_block_spec_holds_its_runs_in_its_order():
+    cfg = config.validate({**base(), "repeats": 3})
+    spec = config.block_spec(cfg, "s", "bf16", 2)
+    assert sorted(spec["order"]) == ["alone_A", "alone_B", "colocated"]
+    for position, layout in enumerate(spec["order"], start=1):
+        run = spec["runs"][layout]
+        assert run == {**config.run_spec(cfg, "s", "bf16", layout), "repeat": 2,
+                       "position": position}  # fmt: skip
+    # Another block count leaves this block's spec, its cache key, as it was.
+    other = config.validate({**base(), "repeats": 5})
+    assert config.block_params(other, "s", "bf16", 2) == config.block_params(cfg, "s", "bf16", 2)

@@ -281,6 +281,8 @@ def _fake_pynvml(energy_supported: bool):
     mod.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=87, memory=40)
     mod.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=7 * 2**30, total=80)
     mod.nvmlDeviceGetPowerUsage = lambda h: 312_500  # mW
+    mod.NVML_TEMPERATURE_GPU = 0
+    mod.nvmlDeviceGetTemperature = lambda h, sensor: {0: 61}[sensor]  # °C
 
     def energy(h):
         if not energy_supported:
@@ -299,7 +301,12 @@ def test_nvml_source_reads_utilisation_memory_power_and_energy(monkeypatch, ener
     monkeypatch.setitem(sys.modules, "pynvml", mod)
     source = tsources.NvmlSource(1, ("B",))
     assert ("handle", 1) in calls and source.device == "cuda:1"
-    expected = [("gpu_util_pct", 87.0), ("mem_used_bytes", float(7 * 2**30)), ("power_w", 312.5)]
+    expected = [
+        ("gpu_util_pct", 87.0),
+        ("mem_used_bytes", float(7 * 2**30)),
+        ("power_w", 312.5),
+        ("temperature_c", 61.0),
+    ]
     if energy_supported:
         expected.append(("energy_mj", 1_234_567.0))
     assert source.read() == expected

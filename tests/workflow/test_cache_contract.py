@@ -1,5 +1,7 @@
 """The cache contract (DESIGN §4): after a complete run, each config edit reschedules exactly
-the jobs that read what changed, and nothing else."""
+the jobs that read what changed, and nothing else. The unit of measurement is a repeat block
+(every layout of a scenario and precision, back to back): an edit that changes one of its runs
+reruns the block, so its alone and co-located runs stay side by side in time."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import yaml
 
 from tests.helpers import planned_jobs, tiny_config, write_config
 
-LAYOUTS = ("alone_A", "alone_B", "colocated")
 AGG_REPORT = {
     ("aggregate", "results/metrics/runs.csv"),
     ("report", "results/report/report.html"),
@@ -18,11 +19,12 @@ AGG_REPORT = {
 PRECISIONS = ("bf16", "int4")  # tests.helpers.TINY_CONFIG
 
 
-def runs(scenario: str, precisions=PRECISIONS, layouts=LAYOUTS) -> set[tuple[str, str]]:
+def blocks(scenario: str, precisions=PRECISIONS, repeats=(1,)) -> set[tuple[str, str]]:
+    """Block jobs, named by their first output: the first layout's run record."""
     return {
-        ("run", f"results/runs/{scenario}/{precision}/{lay}/run.json")
+        ("block", f"results/runs/{scenario}/{precision}/r{repeat}/alone_A/run.json")
         for precision in precisions
-        for lay in layouts
+        for repeat in repeats
     }
 
 
@@ -49,13 +51,26 @@ def test_complete_run_has_nothing_to_do(pipeline, edit):
 def test_one_scenario_prompt_length_reruns_only_that_scenario(edit):
     cfg = tiny_config()
     cfg["scenarios"]["short"]["prompt_tokens"] = 24
-    assert edit(cfg) == runs("short") | AGG_REPORT
+    assert edit(cfg) == blocks("short") | AGG_REPORT
 
 
-def test_one_slot_override_reruns_only_runs_with_that_slot(edit):
+def test_one_slot_override_reruns_only_that_scenarios_blocks(edit):
     cfg = tiny_config()
     cfg["scenarios"]["mixed"]["slots"]["B"]["prompt_tokens"] = 80
-    assert edit(cfg) == runs("mixed", layouts=("alone_B", "colocated")) | AGG_REPORT
+    assert edit(cfg) == blocks("mixed") | AGG_REPORT
+
+
+def test_more_repeats_run_only_the_new_blocks(edit):
+    cfg = tiny_config()
+    cfg["repeats"] = 3
+    new = blocks("short", repeats=(2, 3)) | blocks("mixed", repeats=(2, 3))
+    assert edit(cfg) == new | AGG_REPORT
+
+
+def test_the_analysis_settings_rerun_only_aggregate_and_report(edit):
+    cfg = tiny_config()
+    cfg["analysis"] = {"equivalence_margin": 0.05}
+    assert edit(cfg) == AGG_REPORT
 
 
 def test_report_title_reruns_only_the_report(edit):
@@ -70,8 +85,8 @@ def test_model_source_reruns_everything_downstream_of_that_model(edit):
     expected = {
         ("fetch_model", "results/models/A/base"),
         *converts("A"),
-        *runs("short", layouts=("alone_A", "colocated")),
-        *runs("mixed", layouts=("alone_A", "colocated")),
+        *blocks("short"),
+        *blocks("mixed"),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -84,8 +99,8 @@ def test_both_model_sources_rerun_everything(edit):
     expected = {
         *(("fetch_model", f"results/models/{s}/base") for s in "AB"),
         *converts(),
-        *runs("short"),
-        *runs("mixed"),
+        *blocks("short"),
+        *blocks("mixed"),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -96,8 +111,8 @@ def test_adding_a_precision_runs_only_its_conversion_and_runs(edit):
     cfg["precisions"] = [*PRECISIONS, "fp16"]
     expected = {
         *converts(precisions=["fp16"]),
-        *runs("short", ["fp16"]),
-        *runs("mixed", ["fp16"]),
+        *blocks("short", ["fp16"]),
+        *blocks("mixed", ["fp16"]),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -108,8 +123,8 @@ def test_int4_scheme_rebuilds_only_the_int4_artifacts_and_their_runs(edit):
     cfg["int4"] = {"group_size": 64}
     expected = {
         *converts(precisions=["int4"]),
-        *runs("short", ["int4"]),
-        *runs("mixed", ["int4"]),
+        *blocks("short", ["int4"]),
+        *blocks("mixed", ["int4"]),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -118,7 +133,7 @@ def test_int4_scheme_rebuilds_only_the_int4_artifacts_and_their_runs(edit):
 def test_int4_kernel_reruns_only_the_int4_runs(edit):
     cfg = tiny_config()
     cfg["int4"] = {"kernel": "reference"}
-    assert edit(cfg) == runs("short", ["int4"]) | runs("mixed", ["int4"]) | AGG_REPORT
+    assert edit(cfg) == blocks("short", ["int4"]) | blocks("mixed", ["int4"]) | AGG_REPORT
 
 
 def test_a_key_no_rule_reads_reruns_nothing(edit):

@@ -1,4 +1,4 @@
-"""Every job of the pipeline declares its log under logs/<rule>/, the run jobs their workers'
+"""Every job of the pipeline declares its log under logs/<rule>/, the block jobs their workers'
 log directory too, and nothing but plain results lands under results/runs/."""
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ def job_blocks(text: str) -> list[tuple[str, str]]:
 def test_every_job_declares_its_log(pipeline):
     jobs = [(r, b) for r, b in job_blocks(snakemake(pipeline, "-n", "--forceall").stdout)
             if r != "all"]  # fmt: skip
-    assert {r for r, _ in jobs} == {"fetch_model", "convert", "run", "aggregate", "report"}
+    assert {r for r, _ in jobs} == {"fetch_model", "convert", "block", "aggregate", "report"}
     for rule, block in jobs:
         logs = re.search(r"^\s*log: (.+)$", block, re.M)
         assert logs, f"a {rule} job declares no log:\n{block}"
         paths = [p.strip() for p in logs.group(1).split(",")]
         assert all(p.startswith(f"logs/{rule}") for p in paths), paths
-        if rule == "run":
+        if rule == "block":
             assert len(paths) == 2 and paths[1] == paths[0].removesuffix(".log") + ".workers"
 
 
@@ -37,5 +37,8 @@ def test_finished_runs_hold_only_their_record_and_telemetry(pipeline):
     assert run_dirs
     for run_dir in run_dirs:
         assert sorted(p.name for p in run_dir.iterdir()) == ["run.json", "telemetry.csv"]
-        workers = pipeline / "logs/run" / f"{run_dir.relative_to(pipeline / 'results/runs')}"
-        assert sorted(p.name for p in workers.with_suffix(".workers").glob("worker-*.log"))
+        # results/runs/<scenario>/<precision>/r<repeat>/<layout> ->
+        # logs/block/<scenario>/<precision>/r<repeat>.workers/<layout>/worker-<slot>.log
+        scenario, precision, repeat, layout = run_dir.relative_to(pipeline / "results/runs").parts
+        workers = pipeline / "logs/block" / scenario / precision / f"{repeat}.workers" / layout
+        assert sorted(p.name for p in workers.glob("worker-*.log"))

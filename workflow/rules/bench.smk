@@ -1,19 +1,20 @@
-rule run:
+rule block:
     input:
-        unpack(run_inputs),
+        unpack(block_inputs),
     output:
-        record="results/runs/{scenario}/{precision}/{layout}/run.json",
-        telemetry="results/runs/{scenario}/{precision}/{layout}/telemetry.csv",
+        **BLOCK_OUTPUTS,
     log:
-        run="logs/run/{scenario}/{precision}/{layout}.log",
-        # Per worker: its spec, its stderr (library output, tracebacks) and its result.
-        workers=directory("logs/run/{scenario}/{precision}/{layout}.workers"),
+        block="logs/block/{scenario}/{precision}/r{repeat}.log",
+        # Per run of the block, per worker: its spec, its stderr and its result.
+        workers=directory("logs/block/{scenario}/{precision}/r{repeat}.workers"),
     # A run owns the whole machine: nothing may share its cores while it measures.
     threads: workflow.cores
     params:
-        spec=lambda w: dbconfig.run_params(CFG, w.scenario, w.precision, w.layout),
+        spec=lambda w: dbconfig.block_params(
+            CFG, w.scenario, w.precision, int(w.repeat)
+        ),
     script:
-        "../scripts/run_scenario.py"
+        "../scripts/run_block.py"
 
 
 rule aggregate:
@@ -24,6 +25,6 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     params:
-        models=dbconfig.aggregate_params(CFG),
+        spec=dbconfig.aggregate_params(CFG),
     script:
         "../scripts/aggregate.py"

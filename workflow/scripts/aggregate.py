@@ -5,9 +5,11 @@ from pathlib import Path
 from dualbench.analysis.aggregate import aggregate
 from dualbench.job_log import tee_stderr
 
+spec = json.loads(snakemake.params.spec)
 with tee_stderr(snakemake.log[0]):
     aggregate(
         list(snakemake.input),
         Path(snakemake.output.runs).parent,
-        json.loads(snakemake.params.models),
+        spec["models"],
+        spec["analysis"],
     )

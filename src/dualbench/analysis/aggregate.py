@@ -2,8 +2,9 @@
 schemas: dualbench.analysis.columns).
 
 Each record is reduced once (dualbench.analysis.runs) into its per-run rows; the tables across
-runs (scaling, precisions, int4) are built from those rows and records; environment.json
-gathers the software, host, devices, models and every run's spec.
+runs (scaling, precisions, int4, and over blocks: answers, blocks) are built from those rows
+and records; environment.json gathers the software, host, devices, models and every run's
+spec.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dualbench.analysis.answers import answers_table
+from dualbench.analysis.blocks import blocks_table
 from dualbench.analysis.columns import (
     ENERGY_COLUMNS,
     METRICS_FILES,
@@ -24,12 +27,22 @@ from dualbench.analysis.columns import (
 from dualbench.analysis.int4 import int4_table, precision_table
 from dualbench.analysis.runs import record_rows
 from dualbench.analysis.scaling import scaling_table
+from dualbench.config.validation import schema
 from dualbench.telemetry.sampler import read_csv as read_telemetry_csv
 
 
-def aggregate(run_paths: list[Path], out_dir: Path, model_sources: dict[str, str]) -> None:
+def aggregate(
+    run_paths: list[Path],
+    out_dir: Path,
+    model_sources: dict[str, str],
+    analysis: dict | None = None,
+) -> None:
     """Read run.json files (each with its telemetry.csv, where recorded) and write every file
-    of ``METRICS_FILES`` under ``out_dir``."""
+    of ``METRICS_FILES`` under ``out_dir``. ``analysis``: the config's analysis section
+    (confidence, equivalence_margin, drift_tolerance)."""
+    # Unset keys take the config schema's defaults, so a direct call judges like the pipeline.
+    defaults = schema()["properties"]["analysis"]["properties"]
+    settings = {key: spec["default"] for key, spec in defaults.items()} | (analysis or {})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_rows, request_rows, records, energy_rows, samples = [], [], [], [], []
@@ -51,8 +64,13 @@ def aggregate(run_paths: list[Path], out_dir: Path, model_sources: dict[str, str
     write("scaling", scaling_table(runs))
     write("precisions", precision_table(records, model_sources))
     write("int4", int4_table(runs))
-    write("energy", pd.DataFrame(energy_rows, columns=ENERGY_COLUMNS))
-    write("telemetry", pd.DataFrame(samples, columns=TELEMETRY_COLUMNS))
+    energy = pd.DataFrame(energy_rows, columns=ENERGY_COLUMNS)
+    write("energy", energy)
+    telemetry = pd.DataFrame(samples, columns=TELEMETRY_COLUMNS)
+    write("telemetry", telemetry)
+    confidence, margin = settings["confidence"], settings["equivalence_margin"]
+    write("answers", answers_table(runs, energy, confidence, margin))
+    write("blocks", blocks_table(runs, telemetry, settings["drift_tolerance"]))
     environment = json.dumps(_environment(records, model_sources), indent=2, sort_keys=True)
     (out_dir / METRICS_FILES["environment"]).write_text(environment)
 

@@ -32,19 +32,23 @@ METRICS_FILES = {
     "int4": "int4.csv",
     "energy": "energy.csv",
     "telemetry": "telemetry.csv",
+    "answers": "answers.csv",
+    "blocks": "blocks.csv",
     "environment": "environment.json",
 }
 
 
 def run_id(spec: dict) -> str:
-    """A run's id in every table and in environment.json: scenario/precision/layout."""
-    return f"{spec['scenario']}/{spec['precision']}/{spec['layout']}"
+    """A run's id in every table and in environment.json: scenario/precision/r<repeat>/layout
+    (a run outside a repeat block, e.g. from ``dualbench run``, counts as block 1)."""
+    return f"{spec['scenario']}/{spec['precision']}/r{spec.get('repeat', 1)}/{spec['layout']}"
 
 
 # --- identity ---------------------------------------------------------------------------------
 
-# What names a run (one record), then a slot of it.
-RUN_IDENTITY = ["run_id", "scenario", "precision", "layout"]
+# What names a run (one record), then a slot of it. ``repeat``: its block (dualbench.config.
+# blocks); ``position``: its place in the block's order, 1 = first (empty outside a block).
+RUN_IDENTITY = ["run_id", "scenario", "precision", "repeat", "position", "layout"]
 IDENTITY = [*RUN_IDENTITY, "slot"]
 
 
@@ -54,6 +58,8 @@ def run_identity(spec: dict) -> dict:
         "run_id": run_id(spec),
         "scenario": spec["scenario"],
         "precision": spec["precision"],
+        "repeat": spec.get("repeat", 1),
+        "position": spec.get("position"),
         "layout": spec["layout"],
     }
 
@@ -83,6 +89,9 @@ THROUGHPUT_COLUMNS = [
     "request_rate_rps",
 ]
 LATENCY_COLUMNS = [f"{m}_ms_{s}" for m in LATENCIES for s in STATS]
+# How many values each latency's statistics are over (ITL: every gap, n - 1 per request), and
+# which p90/p99 are over too few values to be more than the maximum.
+LATENCY_COUNT_COLUMNS = [*(f"{m}_n" for m in LATENCIES), "percentile_note"]
 MEMORY_COLUMNS = [
     "peak_mem_bytes",
     "mem_reserved_peak_bytes",
@@ -106,6 +115,8 @@ TELEMETRY_RUN_COLUMNS = [
     "energy_note",
 ]
 STARTUP_COLUMNS = ["load_s", "warmup_s"]
+# The machine when the run started (dualbench.hardware.machine_state): the drift guard's input.
+MACHINE_STATE_COLUMNS = ["loadavg_1m", "cpu_mhz"]
 RUN_COLUMNS = [
     *IDENTITY,
     *SETUP_COLUMNS,
@@ -114,10 +125,12 @@ RUN_COLUMNS = [
     *WINDOW_COLUMNS,
     *THROUGHPUT_COLUMNS,
     *LATENCY_COLUMNS,
+    *LATENCY_COUNT_COLUMNS,
     *MEMORY_COLUMNS,
     *WEIGHT_COLUMNS,
     *TELEMETRY_RUN_COLUMNS,
     *STARTUP_COLUMNS,
+    *MACHINE_STATE_COLUMNS,
 ]
 
 # --- the other tables -------------------------------------------------------------------------
@@ -173,6 +186,7 @@ PRECISION_COLUMNS = [
 INT4_RATIOS = ["throughput_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "peak_mem_bytes"]
 INT4_COLUMNS = [
     "scenario",
+    "repeat",
     "layout",
     "slot",
     "baseline",
@@ -183,6 +197,7 @@ INT4_COLUMNS = [
 SCALING_COLUMNS = [
     "scenario",
     "precision",
+    "repeat",
     *[f"v1_{slot}" for slot in SLOT_NAMES],
     "v1",
     "v2",
@@ -191,4 +206,35 @@ SCALING_COLUMNS = [
     *[f"slowdown_{slot}" for slot in SLOT_NAMES],
     "valid",
     "note",
+]
+# One row per answer of a scenario and precision, over its blocks (dualbench.analysis.answers):
+# ``subject`` names the slot, layout or "pair" it is about; ``estimate`` with its interval
+# ``lo``..``hi`` (empty with one block) over ``n`` blocks, by ``method``
+# (dualbench.analysis.intervals.METHODS); ``verdict`` in words for interference answers.
+ANSWER_COLUMNS = [
+    "scenario",
+    "precision",
+    "answer",
+    "subject",
+    "unit",
+    "estimate",
+    "lo",
+    "hi",
+    "n",
+    "confidence",
+    "method",
+    "verdict_kind",
+    "verdict",
+]
+# One row per block: its order, the machine at its first run's start, and the drift guard.
+BLOCK_COLUMNS = [
+    "scenario",
+    "precision",
+    "repeat",
+    "order",
+    "loadavg_1m",
+    "cpu_mhz",
+    "device_temp_c",
+    "drift",
+    "drift_note",
 ]

@@ -1,10 +1,12 @@
 """What every metric of the analysis means, stated exactly as computed
-(dualbench.analysis.metrics, .telemetry, .scaling, .int4): ``DEFINITIONS`` is a list of
-(term, definition) pairs; the report prints it as its definitions section.
+(dualbench.analysis.metrics, .telemetry, .scaling, .int4, .answers, .intervals, .blocks):
+``DEFINITIONS`` is a list of (term, definition) pairs; the report prints it as its
+definitions section.
 """
 
 from __future__ import annotations
 
+from dualbench.analysis.intervals import METHODS, PAIRED, PERCENTILE_MIN_N, UNPAIRED, VALUE
 from dualbench.analysis.metrics import MIN_WINDOW_FRACTION
 from dualbench.models.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
 
@@ -44,7 +46,11 @@ DEFINITIONS = [
         "Latency statistics",
         "over the requests whose tokens all lie inside the window (every measured request is "
         "submitted after its slot's barrier release): "
-        "mean, p50, p90, p99 (numpy linear interpolation) and max, in ms.",
+        "mean, p50, p90, p99 (numpy linear interpolation) and max, in ms. A p90 over fewer "
+        f"than {PERCENTILE_MIN_N['p90']} values and a p99 over fewer than "
+        f"{PERCENTILE_MIN_N['p99']} are little more than the maximum: runs.csv counts the "
+        "values (ttft_n, tpot_n, itl_n, e2e_n), names such percentiles in percentile_note, "
+        'and the report shows them as "max, n = …".',
     ),
     (
         "Output throughput",
@@ -63,7 +69,11 @@ DEFINITIONS = [
     ),
     ("Growth", "(V2 − V1) / V1: what the second model adds to one model's throughput."),
     ("Scaling efficiency", "V2 / (V1_A + V1_B), which is V2 / (2·V1): 100% means no interference."),
-    ("Slowdown", "per model, throughput alone / throughput co-located (1.00 = no slowdown)."),
+    (
+        "Slowdown",
+        "per model, throughput alone / throughput co-located, and co-located / alone TTFT, "
+        "TPOT and E2E p50 (1.00 = no slowdown; above 1: worse when co-located).",
+    ),
     ("Overlap", "window seconds / span seconds, span = first submit to last token over all slots."),
     (
         "Validity",
@@ -138,7 +148,43 @@ DEFINITIONS = [
     ),
     (
         "INT4 ratios",
-        "INT4 value / baseline value for the same scenario, layout and slot; baseline fp16 if "
-        "measured, else bf16. The pair sums the co-located slots' throughput and peak memory.",
+        "INT4 value / baseline value for the same scenario, block, layout and slot; baseline "
+        "fp16 if measured, else bf16, else fp32. The pair sums the co-located slots' "
+        "throughput and peak memory.",
+    ),
+    (
+        "Repeat block",
+        "every layout of a scenario and precision run once, back to back, in an order drawn "
+        "from the scenario's seed and the block number (the layouts' permutations in a seeded "
+        "shuffle, block r taking the r-th), so drift of the machine hits alone and co-located "
+        "runs alike. repeats blocks per scenario and precision.",
+    ),
+    (
+        "Answers and intervals",
+        "each answer's per-block figures are pooled over the blocks in which every run it "
+        "needs is valid (n). Alone against co-located of the same block (growth, scaling "
+        "efficiency, slowdowns) — paired: "
+        + METHODS[PAIRED]
+        + " INT4 against its baseline, whose blocks ran at different times — unpaired: "
+        + METHODS[UNPAIRED]
+        + " A figure of one layout (V1, V2, tokens per joule): "
+        + METHODS[VALUE]
+        + " Why: the spread between blocks is what a rerun shows (a within-run interval "
+        "understates it); pairing removes drift common to a block; the log makes a ratio's "
+        "interval the reciprocal of its inverse's; Student t is honest with few blocks. With "
+        "one block an answer has no interval.",
+    ),
+    (
+        "Verdict",
+        "for an interference ratio (efficiency, slowdowns; 1.00 = none): its interval inside "
+        "1 ± analysis.equivalence_margin → no detectable interference; else excluding 1 → "
+        "the effect with its interval; else inconclusive at n blocks.",
+    ),
+    (
+        "Drift guard",
+        "each run records the load average and CPU clock at its start (and the device "
+        "temperature's first sample where the telemetry has one); a block whose alone "
+        "throughput of a slot differs from the median of the other blocks' by more than "
+        "analysis.drift_tolerance is flagged in blocks.csv and the report.",
     ),
 ]

@@ -3,7 +3,8 @@
 - ``precision_table``: one row per model and precision, from the conversion.json facts the
   workers loaded (bytes, INT4 scheme, fidelity against the 16-bit source);
 - ``int4_baseline``: the dense precision INT4 is compared with;
-- ``int4_table``: INT4 / baseline per scenario, layout and slot, plus the co-located pair.
+- ``int4_table``: INT4 / baseline per scenario, block, layout and slot, plus the co-located
+  pair.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from dualbench.analysis.columns import (
     PRECISION_COLUMNS,
 )
 from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES
+
+# The slot name of the co-located pair's summed row in int4.csv.
+PAIR = "pair"
 
 
 def precision_table(records: list[dict], model_sources: dict[str, str]) -> pd.DataFrame:
@@ -54,34 +58,45 @@ def int4_baseline(precisions) -> str | None:
 
 
 def int4_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """INT4 / baseline per scenario, layout and slot; the colocated pair adds a row with the
-    summed throughput and summed peak memory of its slots."""
+    """INT4 / baseline per scenario, block, layout and slot; the colocated pair adds a row
+    with the summed throughput and summed peak memory of its slots. Block r of INT4 is set
+    against block r of the baseline, though the two ran at different times: the answers'
+    intervals over INT4 ratios are therefore unpaired (dualbench.analysis.answers)."""
     baseline = int4_baseline(runs["precision"].unique()) if len(runs) else None
     if baseline is None:
         return pd.DataFrame(columns=INT4_COLUMNS)
     rows = []
-    keyed = runs.set_index(["scenario", "layout", "slot", "precision"])
-    for scenario, layout, slot in runs[["scenario", "layout", "slot"]].drop_duplicates().values:
+    keyed = runs.set_index(["scenario", "repeat", "layout", "slot", "precision"])
+    keys = runs[["scenario", "repeat", "layout", "slot"]].drop_duplicates().values
+    for scenario, repeat, layout, slot in keys:
         try:
-            base = keyed.loc[(scenario, layout, slot, baseline)]
-            int4 = keyed.loc[(scenario, layout, slot, "int4")]
+            base = keyed.loc[(scenario, repeat, layout, slot, baseline)]
+            int4 = keyed.loc[(scenario, repeat, layout, slot, "int4")]
         except KeyError:
             continue
-        rows.append(_int4_row(scenario, layout, slot, baseline, base, int4))
-    pairs = runs[runs.layout == COLOCATED].groupby(["scenario", "precision"])
+        rows.append(_int4_row(scenario, repeat, layout, slot, baseline, base, int4))
+    pairs = runs[runs.layout == COLOCATED].groupby(["scenario", "repeat", "precision"])
     # A pair's sums need every slot's figure.
     summed = pairs[["throughput_tok_s", "peak_mem_bytes"]].sum(min_count=len(SLOT_NAMES))
     valid = pairs["valid"].all()
-    for scenario in runs.loc[runs.layout == COLOCATED, "scenario"].unique():
-        if (scenario, baseline) in summed.index and (scenario, "int4") in summed.index:
-            base = {**summed.loc[(scenario, baseline)], "valid": valid[(scenario, baseline)]}
-            int4 = {**summed.loc[(scenario, "int4")], "valid": valid[(scenario, "int4")]}
-            rows.append(_int4_row(scenario, COLOCATED, "pair", baseline, base, int4))
+    colocated = runs.loc[runs.layout == COLOCATED, ["scenario", "repeat"]].drop_duplicates()
+    for scenario, repeat in colocated.values:
+        b, q = (scenario, repeat, baseline), (scenario, repeat, "int4")
+        if b in summed.index and q in summed.index:
+            base = {**summed.loc[b], "valid": valid[b]}
+            int4 = {**summed.loc[q], "valid": valid[q]}
+            rows.append(_int4_row(scenario, repeat, COLOCATED, PAIR, baseline, base, int4))
     return pd.DataFrame(rows, columns=INT4_COLUMNS)
 
 
-def _int4_row(scenario, layout, slot, baseline, base, int4) -> dict:
-    row = {"scenario": scenario, "layout": layout, "slot": slot, "baseline": baseline}
+def _int4_row(scenario, repeat, layout, slot, baseline, base, int4) -> dict:
+    row = {
+        "scenario": scenario,
+        "repeat": repeat,
+        "layout": layout,
+        "slot": slot,
+        "baseline": baseline,
+    }
     for metric in INT4_RATIOS:
         b, q = _num(base.get(metric)), _num(int4.get(metric))
         row[f"{metric}_baseline"], row[f"{metric}_int4"] = b, q

@@ -95,6 +95,7 @@ def slot_metrics(result: dict, settings: dict, window: tuple[int, int]) -> dict:
     for m in LATENCIES:
         for stat, value in summarize(lat[m]).items():
             row[f"{m}_ms_{stat}"] = value
+        row[f"{m}_n"] = sum(not math.isnan(v) for v in lat[m])
     return row
 
 

@@ -15,8 +15,19 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from dualbench.analysis.columns import TELEMETRY_RUN_COLUMNS, run_identity
-from dualbench.analysis.metrics import co_window, request_latencies, slot_metrics, validity
+from dualbench.analysis.columns import (
+    MACHINE_STATE_COLUMNS,
+    TELEMETRY_RUN_COLUMNS,
+    run_identity,
+)
+from dualbench.analysis.intervals import PERCENTILE_MIN_N, percentile_label
+from dualbench.analysis.metrics import (
+    LATENCIES,
+    co_window,
+    request_latencies,
+    slot_metrics,
+    validity,
+)
 from dualbench.analysis.series import NS_PER_S
 from dualbench.analysis.telemetry import reduce_run_telemetry
 from dualbench.telemetry.sources import WORKER_CPU_SOURCE
@@ -168,13 +179,26 @@ def _run_row(
         "new_tokens": settings["new_tokens"],
         "batch_size": settings["batch_size"],
         "allocator": record["spec"].get("allocator", ""),
+        **{k: (record.get("machine_state") or {}).get(k) for k in MACHINE_STATE_COLUMNS},
     }
     if result is not None:
         row.update(_result_columns(result))
     if reduced.complete:
         row.update(reduced.slots[name])
         row.update(_window_columns(name, reduced, row["window_s"]))
+        row["percentile_note"] = _percentile_note(row)
     return row
+
+
+def _percentile_note(row: dict) -> str:
+    """Which p90/p99 of the slot are over too few values to be more than their maximum."""
+    flagged = [
+        f"{m} {stat}: {label}"
+        for m in LATENCIES
+        for stat in PERCENTILE_MIN_N
+        if (label := percentile_label(stat, row[f"{m}_n"]))
+    ]
+    return "; ".join(flagged)
 
 
 def _result_columns(result: dict) -> dict:

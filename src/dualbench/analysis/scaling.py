@@ -1,8 +1,11 @@
-"""scaling.csv: what co-location does to throughput, per scenario and precision (DESIGN §6).
+"""scaling.csv: what co-location does to throughput, per scenario, precision and block
+(DESIGN §6).
 
-From the runs.csv rows: each slot's throughput alone (V1 per slot) and co-located, the mean
-V1, the co-located total V2, growth, scaling efficiency and each slot's slowdown. Slot and
-layout names come from dualbench.config.vocabulary.
+From the runs.csv rows of one block: each slot's throughput alone (V1 per slot) and
+co-located, the mean V1, the co-located total V2, growth, scaling efficiency and each slot's
+slowdown. Alone and co-located runs of the same block ran back to back, so these are the
+paired per-block figures the intervals are computed over (dualbench.analysis.answers). Slot
+and layout names come from dualbench.config.vocabulary.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
 
 
 def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """V1/V2, growth, efficiency and slowdown per scenario and precision."""
+    """V1/V2, growth, efficiency and slowdown per scenario, precision and block."""
     rows = []
-    for (scenario, precision), group in runs.groupby(["scenario", "precision"], sort=False):
-        rows.append({"scenario": scenario, "precision": precision, **_scaling(group)})
+    keys = ["scenario", "precision", "repeat"]
+    for (scenario, precision, repeat), group in runs.groupby(keys, sort=False):
+        rows.append(
+            {"scenario": scenario, "precision": precision, "repeat": repeat, **_scaling(group)}
+        )
     return pd.DataFrame(rows, columns=SCALING_COLUMNS)
 
 

@@ -6,6 +6,7 @@ canonical slice of it that each rule reads (DESIGN §4).
 - ``model_sources``: the syntax of a model source and a local checkpoint's required files;
 - ``validation``: schema, defaults, the rules the schema cannot express;
 - ``machine_fit``: the config against this machine (devices, cores, ``native16``);
+- ``blocks``: the order in which a repeat block runs its layouts;
 - ``params``: what each rule reads, as canonical JSON (the cache keys).
 
 The names below are the package's public face, used by the Snakefile and the CLI. Importing
@@ -14,6 +15,8 @@ it stays cheap (no torch, no transformers): the Snakefile imports it on every in
 
 from dualbench.config.params import (
     aggregate_params,
+    block_params,
+    block_spec,
     canonical,
     convert_params,
     model_params,
@@ -32,6 +35,8 @@ __all__ = [
     "SLOT_NAMES",
     "ConfigError",
     "aggregate_params",
+    "block_params",
+    "block_spec",
     "canonical",
     "convert_params",
     "layout_slots",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dualbench.config.blocks import block_order
 from dualbench.config.vocabulary import INT4_CONVERT_KEYS, PER_SLOT_KEYS, SLOT_NAMES, layout_slots
 
 
@@ -98,6 +99,32 @@ def run_params(cfg: dict, scenario: str, precision: str, layout: str) -> str:
     return canonical(run_spec(cfg, scenario, precision, layout))
 
 
+def block_spec(cfg: dict, scenario: str, precision: str, repeat: int) -> dict:
+    """Block ``repeat`` of ``scenario`` x ``precision``: its layouts' run specs in the order
+    it runs them (dualbench.config.blocks). Its cache key: an edit that reruns one of its runs
+    reruns the block, so its alone and co-located runs stay side by side in time."""
+    sc = cfg["scenarios"][scenario]
+    order = block_order(list(cfg["layouts"]), sc["seed"], scenario, precision, repeat)
+    return {
+        "scenario": scenario,
+        "precision": precision,
+        "repeat": repeat,
+        "order": order,
+        "runs": {
+            layout: {
+                **run_spec(cfg, scenario, precision, layout),
+                "repeat": repeat,
+                "position": position,
+            }
+            for position, layout in enumerate(order, start=1)
+        },
+    }
+
+
+def block_params(cfg: dict, scenario: str, precision: str, repeat: int) -> str:
+    return canonical(block_spec(cfg, scenario, precision, repeat))
+
+
 def report_params(cfg: dict) -> str:
     return canonical(
         {
@@ -109,5 +136,11 @@ def report_params(cfg: dict) -> str:
 
 
 def aggregate_params(cfg: dict) -> str:
-    """The model sources the tables name (runs.csv's model column, environment.json)."""
-    return canonical({slot: cfg["models"][slot]["source"] for slot in SLOT_NAMES})
+    """The model sources the tables name (runs.csv's model column, environment.json) and how
+    answers over blocks are judged (confidence, equivalence margin, drift tolerance)."""
+    return canonical(
+        {
+            "models": {slot: cfg["models"][slot]["source"] for slot in SLOT_NAMES},
+            "analysis": cfg["analysis"],
+        }
+    )

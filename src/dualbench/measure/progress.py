@@ -54,3 +54,14 @@ def progress_text(slot: str, event: dict, min_requests: int, waiting_for: list[s
 
 def _slots(names: list[str]) -> str:
     return ("slot " if len(names) == 1 else "slots ") + ", ".join(names)
+
+
+def block_line(block: dict, position: int, layout: str) -> None:
+    """The line that opens each run of a repeat block: which block, which run of how many."""
+    name = f"{block['scenario']}/{block['precision']} block {block['repeat']}"
+    order = " → ".join(block["order"])
+    print(
+        f"dualbench {name}: run {position}/{len(block['order'])}, {layout} ({order})",
+        file=sys.stderr,
+        flush=True,
+    )

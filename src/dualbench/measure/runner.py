@@ -28,7 +28,7 @@ from pathlib import Path
 
 from dualbench.backends import resolve
 from dualbench.config.vocabulary import SLOT_NAMES
-from dualbench.hardware import cpu_facts
+from dualbench.hardware import cpu_facts, machine_state
 from dualbench.measure.lifetime import PARENT_PID_ENV
 from dualbench.measure.progress import RunLog
 from dualbench.measure.protocol import (
@@ -106,6 +106,8 @@ def run(
         "spec": spec,
         "status": "ok",
         "error": "",
+        # Before anything of ours starts: what the machine was doing when the run began.
+        "machine_state": machine_state(),
         # Device facts come from the workers (describe() would create a device context here,
         # in the parent, taking device memory for the whole run).
         "backend": {"kind": backend.kind},

@@ -121,8 +121,8 @@ class NpuSmiSource(Source):
 
 
 class NvmlSource(Source):
-    """nvidia-ml-py: GPU utilisation, memory used, power and, where the GPU has it (Volta and
-    later), the total-energy counter in mJ. Device index = the slot's index: workers get
+    """nvidia-ml-py: GPU utilisation, memory used, power, temperature and, where the GPU has it
+    (Volta and later), the total-energy counter in mJ. Device index = the slot's index: workers get
     CUDA_DEVICE_ORDER=PCI_BUS_ID, NVML's own order."""
 
     name = "NVML"
@@ -142,6 +142,8 @@ class NvmlSource(Source):
             ("gpu_util_pct", float(nvml.nvmlDeviceGetUtilizationRates(h).gpu)),
             ("mem_used_bytes", float(nvml.nvmlDeviceGetMemoryInfo(h).used)),
             ("power_w", nvml.nvmlDeviceGetPowerUsage(h) / 1000.0),
+            # A hot GPU clocks down: the drift guard compares blocks' temperatures.
+            ("temperature_c", float(nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU))),
         ]
         if self.has_energy:
             try:

@@ -1,0 +1,33 @@
+"""One repeat block: every layout of a scenario and precision, run once each, back to back,
+in the block's order (dualbench.config.blocks), each writing its own run record.
+
+A run that fails is recorded as failed and the block goes on (the analysis drops that block
+from the answers it cannot pair). A stop from outside ends the block at once: every record of
+the block then goes, since Snakemake removes the outputs of an interrupted job, and the block
+is measured again as a whole, so its runs stay side by side in time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dualbench.config.vocabulary import layout_slots
+from dualbench.measure.progress import block_line
+from dualbench.measure.runner import run_to_file
+
+
+def run_block(
+    block: dict, model_dirs: dict[str, str], out_paths: dict[str, str], work_dir
+) -> dict[str, dict]:
+    """Run ``block`` (config.block_spec) and return {layout: run record}. ``model_dirs``: the
+    converted model of each slot; ``out_paths``: run.json of each layout; ``work_dir``: the
+    workers' files, one folder per layout."""
+    records = {}
+    for position, layout in enumerate(block["order"], start=1):
+        block_line(block, position, layout)
+        spec = block["runs"][layout]
+        models = {slot: model_dirs[slot] for slot in layout_slots(layout)}
+        records[layout] = run_to_file(
+            spec, models, Path(out_paths[layout]), Path(work_dir) / layout
+        )
+    return records
