@@ -11,9 +11,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import seaborn as sns
+from matplotlib.container import ErrorbarContainer
 
 from dualbench.analysis.columns import METRICS_FILES
+from dualbench.report.bars import (
+    has_whiskers,
+    latency_data,
+    scaling_data,
+    throughput_data,
+    throughput_figure,
+)
 from dualbench.report.details import LAYOUT_ORDER
+from dualbench.report.estimates import Estimates
 from dualbench.report.figures import (
     LATENCY_BARS,
     PALETTE,
@@ -25,6 +34,7 @@ from dualbench.report.format import (
     as_bool,
     clip,
     fmt_change,
+    fmt_estimate,
     fmt_fixed,
     fmt_mib,
     fmt_pct,
@@ -33,8 +43,16 @@ from dualbench.report.format import (
     number,
     text_or,
 )
+from dualbench.report.int4 import int4_section
 from dualbench.report.render import render_report, write_report
-from dualbench.report.tables import read_csv, run_label, unique_in_order
+from dualbench.report.tables import (
+    prepare_answers,
+    prepare_runs,
+    prepare_scaling,
+    read_csv,
+    run_label,
+    unique_in_order,
+)
 
 NAN = math.nan
 LATENCIES = ("ttft", "tpot", "itl", "e2e")
@@ -461,3 +479,304 @@ def test_write_report_reads_the_optional_tables_when_present(tmp_path):
     text = (tmp_path / "core.html").read_text(encoding="utf-8")
     assert 'id="int4"' not in text and 'id="telemetry"' not in text
     assert 'id="headline"' in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Repeat blocks: answers.csv's estimates with intervals and verdicts, blocks.csv's drift guard
+
+DRIFT_NOTE = "alone_A throughput 15% below the other blocks' median (tolerance 10%)"
+SLOWDOWN_EFFECT = "1.12× (95% CI 1.08–1.16)"
+INCONCLUSIVE = "inconclusive at n = 3 blocks: run more repeats"
+EQUIVALENT = "no detectable interference (±3%)"
+
+
+def block_runs(blocks: int) -> pd.DataFrame:
+    """runs.csv of scenario "short" over ``blocks`` blocks; every p90/p99 over 9 values."""
+    rows = []
+    for r in range(1, blocks + 1):
+        for pos, (layout, slot, tput) in enumerate(
+            [
+                ("alone_A", "A", 120.0),
+                ("alone_B", "B", 118.0),
+                ("colocated", "A", 100.0),
+                ("colocated", "B", 99.0),
+            ]  # fmt: skip
+        ):
+            row = run_row("short", layout, slot, tput + r)
+            row |= {
+                "run_id": f"short/bf16/r{r}/{layout}",
+                "repeat": r,
+                "position": min(pos, 2) + 1,
+                "ttft_n": 9,
+                "tpot_n": 9,
+                "itl_n": 63,
+                "e2e_n": 9,
+                "percentile_note": "ttft p99: max, n = 9",
+                "loadavg_1m": 0.5 + r / 10,
+                "cpu_mhz": 2600.0,
+            }
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def block_scaling(blocks: int) -> pd.DataFrame:
+    row = make_scaling().iloc[0].to_dict()
+    return pd.DataFrame([{**row, "repeat": r} for r in range(1, blocks + 1)])
+
+
+def answer(name, subject, unit, estimate, lo, hi, n, kind="", verdict=""):
+    if n < 2:
+        lo = hi = NAN
+        if kind:
+            kind, verdict = "one repeat", "one repeat: no interval"
+    return {
+        "scenario": "short",
+        "precision": "bf16",
+        "answer": name,
+        "subject": subject,
+        "unit": unit,
+        "estimate": estimate,
+        "lo": lo,
+        "hi": hi,
+        "n": n,
+        "confidence": 0.95,
+        "method": "paired log-ratio t" if kind else "log-value t",
+        "verdict_kind": kind,
+        "verdict": verdict,
+    }
+
+
+def block_answers(n: int) -> pd.DataFrame:
+    rows = [
+        answer("v1", "A", "tok/s", 121.0, 118.0, 124.0, n),
+        answer("v1", "B", "tok/s", 119.0, 117.0, 121.0, n),
+        answer("v2", "all", "tok/s", 201.0, 190.0, 212.0, n),
+        answer("growth", "all", "fraction", 0.6667, 0.57, 0.76, n),
+        answer(
+            "scaling_efficiency",
+            "all",
+            "ratio",
+            0.8333,
+            0.70,
+            1.02,
+            n,
+            "inconclusive",
+            INCONCLUSIVE,
+        ),  # fmt: skip
+    ]
+    for slot, est, lo, hi, kind, text in (
+        ("A", 1.12, 1.08, 1.16, "effect", SLOWDOWN_EFFECT),
+        ("B", 1.01, 0.99, 1.02, "equivalent", EQUIVALENT),
+    ):
+        rows.append(answer("slowdown_throughput", slot, "ratio", est, lo, hi, n, kind, text))
+        for m in ("ttft", "tpot", "e2e"):
+            rows.append(answer(f"slowdown_{m}_p50", slot, "ratio", 1.1, 0.9, 1.3, n,
+                               "inconclusive", INCONCLUSIVE))  # fmt: skip
+    for layout, slot, tput in (
+        ("alone_A", "A", 121.0),
+        ("alone_B", "B", 119.0),
+        ("colocated", "A", 101.0),
+        ("colocated", "B", 100.0),
+    ):
+        subject = f"{layout}/{slot}"
+        rows.append(answer("throughput", subject, "tok/s", tput, tput - 5, tput + 5, n))
+        for m, v in (("ttft", 10.0), ("tpot", 20.0), ("e2e", 300.0)):
+            rows.append(answer(f"{m}_p50", subject, "ms", v, v - 1, v + 1, n))
+    return pd.DataFrame(rows)
+
+
+def block_table(blocks: int, drift_block: int | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "scenario": "short",
+                "precision": "bf16",
+                "repeat": r,
+                "order": "alone_A → alone_B → colocated",
+                "loadavg_1m": 0.5 + r / 10,
+                "cpu_mhz": 2600.0,
+                "device_temp_c": 41.5,
+                "drift": r == drift_block,
+                "drift_note": DRIFT_NOTE if r == drift_block else "",
+            }
+            for r in range(1, blocks + 1)
+        ]
+    )
+
+
+def write_metrics(path: Path, blocks: int, drift_block=None, optional=True) -> Path:
+    """A metrics directory of ``blocks`` blocks; ``optional``: with answers.csv and
+    blocks.csv."""
+    path.mkdir(parents=True, exist_ok=True)
+    runs = block_runs(blocks)
+    runs.to_csv(path / METRICS_FILES["runs"], index=False)
+    block_scaling(blocks).to_csv(path / METRICS_FILES["scaling"], index=False)
+    make_requests(runs).to_csv(path / METRICS_FILES["requests"], index=False)
+    (path / METRICS_FILES["environment"]).write_text(json.dumps(ENVIRONMENT))
+    if optional:
+        block_answers(blocks).to_csv(path / METRICS_FILES["answers"], index=False)
+        block_table(blocks, drift_block).to_csv(path / METRICS_FILES["blocks"], index=False)
+    return path
+
+
+def report_of(metrics: Path) -> str:
+    out = metrics.parent / "report.html"
+    write_report(metrics, out, "blocks", DESCRIPTIONS, DEFINITIONS)
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def three_blocks(tmp_path_factory) -> str:
+    return report_of(write_metrics(tmp_path_factory.mktemp("three") / "metrics", 3, 2))
+
+
+def test_estimate_formats():
+    assert fmt_estimate(1.0213, 0.85, 1.21, "ratio") == "1.02× (0.85–1.21)"
+    assert fmt_estimate(0.985, 0.8175, 1.1678, "growth") == "+98% (+82…+117%)"
+    assert fmt_estimate(0.9925, 0.9087, 1.0839, "pct") == "99% (91–108%)"
+    assert fmt_estimate(127.1, 111.3, 145.13, "tok") == "127.1 (111.3–145.1)"
+    assert fmt_estimate(1.5, NAN, NAN, "ratio") == "1.50×"  # one block: no interval
+    assert fmt_estimate(1.5, 1.2, 1.7, "ratio", "n = 2") == "1.50× (1.20–1.70, n = 2)"
+    assert fmt_estimate(NAN, 1.0, 2.0, "ratio") == "–"
+
+
+def test_headline_shows_intervals_and_verdicts(three_blocks):
+    headline = section(three_blocks, "headline")
+    text = unescape(headline)
+    assert "+67% (+57…+76%)" in text  # growth with its interval
+    assert "201.0 (190.0–212.0)" in text  # V2
+    assert "83% (70–102%)" in text  # scaling efficiency
+    assert "121.0 (116.0–126.0)" in text  # A alone throughput
+    # Each interference answer's verdict in words, coloured by its kind.
+    assert f'<span class="verdict v-inconclusive">{INCONCLUSIVE}</span>' in text
+    assert f'<span class="verdict v-effect">{SLOWDOWN_EFFECT}</span>' in text
+    assert f'<span class="verdict v-equivalent">{EQUIVALENT}</span>' in text
+    assert "3 blocks" in text and "one repeat" not in text
+    # The sentence keeps its content, with intervals and verdicts.
+    sentence = re.sub(r"<[^>]+>", "", text[text.index("short/bf16: a second model") :])
+    sentence = sentence[: sentence.index("\n")]
+    assert sentence.startswith(
+        "short/bf16: a second model adds +67% (+57…+76%) total throughput "
+        "(V1 A 121.0 (118.0–124.0), B 119.0 (117.0–121.0) → V2 201.0 (190.0–212.0) tok/s); "
+        f"scaling efficiency 83% (70–102%) — {INCONCLUSIVE}; A slows {SLOWDOWN_EFFECT}, "
+        f"B 1.01× (0.99–1.02) — {EQUIVALENT}."
+    )
+    assert f"TTFT p50 A 10.0 (9.0–11.0) → 10.0 (9.0–11.0) ms — {INCONCLUSIVE}" in sentence
+    # The block-wise scaling rows are not what the headline shows.
+    assert "199.5" not in headline
+
+
+def test_one_block_says_once_that_it_has_no_interval(tmp_path):
+    html = report_of(write_metrics(tmp_path / "metrics", 1))
+    text = unescape(section(html, "headline"))
+    table = text[text.index("<table>") : text.index("</table>")]
+    assert table.count("one repeat: no interval") == 1  # once per scenario row
+    assert "short/bf16 (" in text and "one repeat: no interval</span>): a second" in text
+    sentence = text[text.index("short/bf16 (") : text.index("</li>")]
+    assert sentence.count("one repeat: no interval") == 1
+    assert "+67% total throughput" in text and "(+57…+76%)" not in text
+    assert "1.12×" in text and SLOWDOWN_EFFECT not in text  # no interval, no verdict
+
+
+def test_percentiles_over_too_few_values_read_max(three_blocks):
+    details = section(three_blocks, "details")
+    assert "max, n = 9" in details  # ttft/tpot/e2e p90 and p99 over 9 values
+    assert "max, n = 63" in details  # itl p99
+    assert details.count("max, n = 63") == 12  # every run's ITL p99, only p99 (63 >= 10)
+    p50 = float(block_runs(3).iloc[0]["ttft_ms_p50"])
+    assert fmt_fixed(p50) in details  # p50 still a number
+
+
+def test_detail_columns_name_their_block(three_blocks):
+    details = section(three_blocks, "details")
+    for r in (1, 2, 3):
+        assert f"A alone · r{r}" in details and f"B co-located · r{r}" in details
+
+
+def test_blocks_table_and_drift_listed_as_a_problem(three_blocks):
+    blocks = unescape(section(three_blocks, "blocks"))
+    assert "alone_A → alone_B → colocated" in blocks and "r3" in blocks
+    assert "41.5" in blocks and "2,600" in blocks and "0.70" in blocks
+    assert DRIFT_NOTE in blocks
+    warning = unescape(three_blocks[three_blocks.index('id="warnings"') :])
+    assert "1 block drifted" in warning and DRIFT_NOTE in warning
+    assert DRIFT_NOTE in unescape(section(three_blocks, "failures"))
+    assert "block r2 drifted" in unescape(section(three_blocks, "headline"))
+
+
+def test_metrics_without_answers_or_blocks_still_render(tmp_path):
+    html = report_of(write_metrics(tmp_path / "metrics", 1, optional=False))
+    headline = unescape(section(html, "headline"))
+    assert "short/bf16: a second model adds +65% total throughput" in headline  # scaling.csv
+    assert "one repeat" not in headline and 'id="blocks"' not in html
+    assert html.count("data:image/png;base64,") == 5 and "could not be drawn" not in html
+
+
+def test_block_report_is_self_contained(three_blocks):
+    assert three_blocks.count('src="data:image/png;base64,') == 5
+    assert "could not be drawn" not in three_blocks
+    refs = re.findall(r'(?:src|href)="([^"]*)"', three_blocks)
+    assert refs and not [r for r in refs if r.lower().startswith(("http", "//"))]
+    assert "<script" not in three_blocks.lower()
+    assert "nan" not in section(three_blocks, "headline").lower()
+
+
+def test_definitions_print_in_full(three_blocks):
+    defs = unescape(section(three_blocks, "definitions"))
+    for name, text in DEFINITIONS:
+        assert f"<dt>{name}</dt><dd>{text}</dd>" in defs
+
+
+def test_bar_figures_draw_the_estimates_with_interval_whiskers():
+    runs = prepare_runs(block_runs(3))
+    est = Estimates(prepare_answers(block_answers(3)))
+    data = throughput_data(runs, prepare_scaling(block_scaling(3)), est)
+    pair = data[data["bar"] == "A+B co-located"].iloc[0]
+    assert (pair["value"], pair["lo"], pair["hi"]) == (201.0, 190.0, 212.0)  # V2's answer
+    assert len(data) == 5 and has_whiskers(data)
+    fig = throughput_figure(data, ["short"], ["bf16"], set())
+    whiskers = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
+    assert len(whiskers) == 5
+    scale = scaling_data(prepare_scaling(block_scaling(3)), [("short", "bf16")], set(), est, True)
+    eff = scale[scale["bar"] == "efficiency"].iloc[0]
+    assert (eff["value"], eff["lo"], eff["hi"]) == pytest.approx((83.33, 70.0, 102.0))
+    latency = latency_data(runs, est)
+    assert has_whiskers(latency) and set(latency["value"]) == {10.0, 20.0}
+    # One block: no interval, the latency whisker reaches the run's p90 instead.
+    run = block_runs(1).iloc[0]  # A alone
+    answers_one = block_answers(1)
+    which = (answers_one["answer"] == "ttft_p50") & (answers_one["subject"] == "alone_A/A")
+    answers_one.loc[which, "estimate"] = run["ttft_ms_p50"]
+    one = Estimates(prepare_answers(answers_one))
+    latency = latency_data(prepare_runs(block_runs(1)), one)
+    ttft = latency[latency["bar"] == "ttft|A alone"].iloc[0]
+    assert ttft["value"] == run["ttft_ms_p50"]
+    assert math.isnan(ttft["lo"]) and ttft["hi"] == run["ttft_ms_p90"]
+    assert not has_whiskers(throughput_data(runs, prepare_scaling(block_scaling(1)), one))
+
+
+def test_int4_ratios_from_answers_with_intervals():
+    baseline = block_answers(3)
+    int4 = baseline.assign(precision="int4")
+    ratio = answer("int4_throughput_tok_s_ratio", "alone_A/A", "ratio to bf16", 1.12, 1.05,
+                   1.21, 3) | {"precision": "int4"}  # fmt: skip
+    answers_table = pd.concat([baseline, int4, pd.DataFrame([ratio])], ignore_index=True)
+    int4_rows = pd.DataFrame(
+        [
+            {
+                "scenario": "short",
+                "repeat": r,
+                "layout": "alone_A",
+                "slot": "A",
+                "baseline": "bf16",
+                "throughput_tok_s_ratio": 1.1,
+                "valid": True,
+            }
+            for r in (1, 2, 3)
+        ]  # fmt: skip
+    )
+    section_ = int4_section(None, int4_rows, Estimates(prepare_answers(answers_table)))
+    assert section_["answered"]
+    (row,) = section_["scenarios"]
+    assert row["throughput_ratio"] == "1.12× (1.05–1.21)"
+    assert row["throughput"] == "121.0 → 121.0" and row["blocks"] == "3 blocks"

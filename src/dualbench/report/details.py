@@ -1,5 +1,10 @@
-"""The report's per-scenario detail tables: one column per run × slot, one row per metric, in
-the groups of ``DETAIL_GROUPS`` (name, runs.csv column, kind of ``format.FORMATTERS``)."""
+"""The report's per-scenario detail tables: one column per run × slot (with several blocks,
+per block: "A alone · r2"), one row per metric, in the groups of ``DETAIL_GROUPS`` (name,
+runs.csv column, kind of ``format.FORMATTERS``); and the Blocks table (``blocks_rows``).
+
+A p90 or p99 over fewer values than it needs (dualbench.analysis.intervals.PERCENTILE_MIN_N,
+counted in runs.csv's ``*_n`` columns) reads "max, n = …" instead of its number
+(``percentile_text``)."""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from dualbench.analysis.intervals import PERCENTILE_MIN_N, percentile_label
 from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
-from dualbench.report.format import DASH, FORMATTERS, clip
+from dualbench.report.format import DASH, FORMATTERS, clip, fmt_fixed, fmt_int, is_finite, number
 from dualbench.report.tables import LATENCIES, STATS, unique_in_order
 
 # Columns of a scenario: each slot alone, in slot order, then co-located.
@@ -25,6 +31,8 @@ DETAIL_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
             ("Prompt tokens", "prompt_tokens", "int"),
             ("New tokens", "new_tokens", "int"),
             ("Batch size", "batch_size", "int"),
+            ("Block", "repeat", "int"),
+            ("Position in block", "position", "int"),
         ],
     ),
     (
@@ -61,14 +69,49 @@ DETAIL_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         ],
     ),
     ("Setup (s)", [("Load", "load_s", "s"), ("Warmup", "warmup_s", "s")]),
+    (
+        "Machine at start",
+        [("Load average (1 min)", "loadavg_1m", "rate"), ("CPU clock (MHz)", "cpu_mhz", "int")],
+    ),
 ]
+
+
+def percentile_text(run: Mapping[str, Any], column: str) -> str | None:
+    """ "max, n = 9" for a latency p90/p99 column (``ttft_ms_p99``) over too few values, from
+    the run's count (``ttft_n``); None for other columns and where the count is enough or
+    missing."""
+    metric, _, stat = column.partition("_ms_")
+    if stat not in PERCENTILE_MIN_N or not is_finite(run.get(f"{metric}_n")):
+        return None
+    return percentile_label(stat, int(number(run[f"{metric}_n"])))
+
+
+def blocks_rows(blocks: pd.DataFrame) -> list[dict[str, Any]]:
+    """The Blocks table: one row per scenario, precision and block (blocks.csv as
+    tables.prepare_blocks returns it), its order, the machine at its start and the drift
+    guard's note."""
+    return [
+        {
+            "scenario": r["scenario"],
+            "precision": r["precision"],
+            "block": f"r{r['repeat']}",
+            "order": r["order"] or DASH,
+            "load": fmt_fixed(r["loadavg_1m"], 2),
+            "cpu_mhz": fmt_int(r["cpu_mhz"]),
+            "temp": fmt_fixed(r["device_temp_c"]),
+            "drift": bool(r["drift"]),
+            "note": r["drift_note"] or ("drift" if r["drift"] else ""),
+        }
+        for r in blocks.to_dict("records")
+    ]
 
 
 def details(
     runs: pd.DataFrame, scenarios: list[str], descriptions: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """Per scenario, one table with a column per run × slot and a row per metric: alone and
-    co-located values of a slot sit side by side, which is the comparison people make.
+    co-located values of a slot sit side by side, which is the comparison people make; with
+    several blocks, block after block.
 
     ``runs``: runs.csv as tables.prepare_runs returns it."""
     precisions = {p: i for i, p in enumerate(unique_in_order(runs["precision"]))}
@@ -79,6 +122,7 @@ def details(
             sel.to_dict("records"),
             key=lambda r: (
                 precisions.get(r["precision"], 99),
+                r["repeat"],
                 LAYOUT_ORDER.get(r["layout"], 9),
                 r["slot"],
             ),
@@ -86,7 +130,7 @@ def details(
         columns = [
             {
                 "precision": r["precision"],
-                "label": r["label"],
+                "label": r["block_label"],
                 "run_id": r["run_id"],
                 "bad": not (r["ok"] and r["valid"]),
             }
@@ -98,9 +142,12 @@ def details(
             for name, col, kind in rows:
                 cells = []
                 for r in records:
-                    text = FORMATTERS[kind](r[col])
+                    label = percentile_text(r, col)
+                    text = label or FORMATTERS[kind](r[col])
                     bad = col == "status" and not r["ok"]
-                    cells.append({"text": text, "bad": bad, "num": kind != "str"})
+                    cells.append(
+                        {"text": text, "bad": bad, "num": kind != "str", "approx": bool(label)}
+                    )
                 body.append({"name": name, "cells": cells})
             if group == "Run":
                 body.insert(
@@ -112,6 +159,7 @@ def details(
                                 "text": "yes" if r["valid"] else "no",
                                 "bad": not r["valid"],
                                 "num": False,
+                                "approx": False,
                             }
                             for r in records
                         ],
@@ -125,7 +173,8 @@ def details(
                         {
                             "name": "Error / reasons",
                             "cells": [
-                                {"text": n or DASH, "bad": bool(n), "num": False} for n in notes
+                                {"text": n or DASH, "bad": bool(n), "num": False, "approx": False}
+                                for n in notes
                             ],
                         },
                     )

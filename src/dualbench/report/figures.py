@@ -5,10 +5,11 @@
 - ``figure_style``: the look of the Figures section's figures;
 - ``embedded_figure``: runs one figure function and returns the template's figure (title,
   caption, PNG data URI or the note saying why there is none);
-- the figure functions of the report's Figures section: ``throughput_figure``,
-  ``latency_figure``, ``scaling_figure``, ``timeline_figure``, ``ttft_figure``. Each takes the
-  tables as dualbench.report.tables normalises them and returns a Figure, or a sentence saying
-  why there is none.
+- ``tick`` and ``legend``: a scenario's tick (⚠ where flagged) and the one legend of faceted
+  figures, shared with dualbench.report.bars (the bar figures: throughput, latency, scaling);
+- the other figures of the report's Figures section: ``timeline_figure``, ``ttft_figure``.
+  Each takes the tables as dualbench.report.tables normalises them and returns a Figure, or a
+  sentence saying why there is none.
 
 Importing this module selects matplotlib's Agg backend: import it before pyplot.
 """
@@ -97,11 +98,11 @@ def figure_style() -> Iterator[None]:
         yield
 
 
-def _tick(scenario: str, precision: str, flagged: set[tuple[str, str]]) -> str:
+def tick(scenario: str, precision: str, flagged: set[tuple[str, str]]) -> str:
     return f"{scenario} ⚠" if (scenario, precision) in flagged else scenario
 
 
-def _legend(fig: plt.Figure, labels: list[str], present: Iterable[str]) -> None:
+def legend(fig: plt.Figure, labels: list[str], present: Iterable[str]) -> None:
     """One legend for all facets, in a strip reserved above them: built from the palette, so
     it lists every layout drawn in any facet, whatever each facet happens to contain."""
     present = set(present)
@@ -116,194 +117,6 @@ def _legend(fig: plt.Figure, labels: list[str], present: Iterable[str]) -> None:
         ncol=len(handles),
         frameon=False,
     )
-
-
-def throughput_figure(
-    runs: pd.DataFrame,
-    scaling: pd.DataFrame,
-    scenarios: list[str],
-    precisions: list[str],
-    flagged: set[tuple[str, str]],
-) -> plt.Figure | str:
-    rows = [
-        {
-            "scenario": r["scenario"],
-            "precision": r["precision"],
-            "bar": r["label"],
-            "value": r["throughput_tok_s"],
-        }
-        for r in runs.to_dict("records")
-    ]
-    rows += [
-        {
-            "scenario": r["scenario"],
-            "precision": r["precision"],
-            "bar": PAIR_BAR,
-            "value": r["v2"],
-        }
-        for r in scaling.to_dict("records")
-    ]
-    data = pd.DataFrame(rows, columns=["scenario", "precision", "bar", "value"])
-    data = data[data["bar"].isin(THROUGHPUT_BARS) & np.isfinite(data["value"].astype(float))]
-    if data.empty:
-        return "No run produced a throughput figure."
-    fig, axes = plt.subplots(
-        1,
-        len(precisions),
-        figsize=(max(7.0, 2.6 * len(scenarios)) * len(precisions) ** 0.8, 4.0),
-        sharey=True,
-        squeeze=False,
-    )
-    for ax, precision in zip(axes[0], precisions, strict=True):
-        sub = data[data["precision"] == precision]
-        if sub.empty:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-        else:
-            sns.barplot(
-                sub,
-                x="scenario",
-                y="value",
-                hue="bar",
-                order=scenarios,
-                hue_order=THROUGHPUT_BARS,
-                palette=PALETTE,
-                errorbar=None,
-                legend=False,
-                ax=ax,
-            )
-            for container in ax.containers:
-                ax.bar_label(container, fmt="%.0f", fontsize=7, padding=1)
-        ax.set_xticks(range(len(scenarios)))
-        ax.set_xticklabels([_tick(s, precision, flagged) for s in scenarios])
-        ax.set_title(precision if len(precisions) > 1 else "")
-        ax.set_xlabel("")
-        ax.set_ylabel("output tokens/s")
-    _legend(fig, THROUGHPUT_BARS, data["bar"])
-    return fig
-
-
-def latency_figure(
-    runs: pd.DataFrame,
-    scenarios: list[str],
-    precisions: list[str],
-    flagged: set[tuple[str, str]],
-) -> plt.Figure | str:
-    # Two rows per bar (p50 and p90) and estimator=min with a min..max interval: seaborn then
-    # draws the bar at p50 and a whisker up to p90, aligned with its bar by seaborn itself.
-    rows = []
-    for r in runs.to_dict("records"):
-        if r["label"] not in LATENCY_BARS:
-            continue
-        for metric in ("ttft", "tpot"):
-            p50, p90 = r[f"{metric}_ms_p50"], r[f"{metric}_ms_p90"]
-            if not is_finite(p50):
-                continue
-            base = {"scenario": r["scenario"], "precision": r["precision"], "bar": r["label"]}
-            rows.append({**base, "metric": metric, "value": p50})
-            if is_finite(p90) and p90 >= p50:
-                rows.append({**base, "metric": metric, "value": p90})
-    data = pd.DataFrame(rows, columns=["scenario", "precision", "bar", "metric", "value"])
-    if data.empty:
-        return "No run produced latency figures."
-    fig, axes = plt.subplots(
-        2,
-        len(precisions),
-        figsize=(max(7.0, 2.2 * len(scenarios)) * len(precisions) ** 0.8, 6.0),
-        sharex=True,
-        squeeze=False,
-    )
-    for col, precision in enumerate(precisions):
-        for row, metric in enumerate(("ttft", "tpot")):
-            ax = axes[row][col]
-            sub = data[(data["precision"] == precision) & (data["metric"] == metric)]
-            if sub.empty:
-                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-            else:
-                sns.barplot(
-                    sub,
-                    x="scenario",
-                    y="value",
-                    hue="bar",
-                    order=scenarios,
-                    hue_order=LATENCY_BARS,
-                    palette=PALETTE,
-                    estimator="min",
-                    errorbar=lambda v: (v.min(), v.max()),
-                    capsize=0.2,
-                    err_kws={"linewidth": 1, "color": "#333333"},
-                    legend=False,
-                    ax=ax,
-                )
-            ax.set_xticks(range(len(scenarios)))
-            ax.set_xticklabels([_tick(s, precision, flagged) for s in scenarios])
-            ax.set_xlabel("")
-            ax.set_ylabel(f"{metric.upper()} p50 (ms)")
-            if row == 0 and len(precisions) > 1:
-                ax.set_title(precision)
-    _legend(fig, LATENCY_BARS, data["bar"])
-    return fig
-
-
-def scaling_figure(
-    scaling: pd.DataFrame, keys: list[tuple[str, str]], single_precision: bool
-) -> plt.Figure | str:
-    def name(s: str, p: str) -> str:
-        return s if single_precision else f"{s}\n{p}"
-
-    recs = {(r["scenario"], r["precision"]): r for r in scaling.to_dict("records")}
-    eff, slow = [], []
-    for key in keys:
-        r = recs.get(key)
-        if r is None:
-            continue
-        label = name(*key) + ("" if r["valid"] else " ⚠")
-        if is_finite(r["scaling_efficiency"]):
-            eff.append({"key": label, "value": 100 * r["scaling_efficiency"]})
-        for slot in SLOT_NAMES:
-            if is_finite(r[f"slowdown_{slot}"]):
-                slow.append({"key": label, "slot": slot, "value": r[f"slowdown_{slot}"]})
-    if not eff and not slow:
-        return "No scenario has both alone and co-located results, so there is no scaling yet."
-    order = unique_in_order([e["key"] for e in eff] + [s["key"] for s in slow])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(order) * 2), 3.6))
-    if eff:
-        sns.barplot(pd.DataFrame(eff), x="key", y="value", order=order, color="#4c8c6a", ax=ax1)
-        for container in ax1.containers:
-            ax1.bar_label(container, fmt="%.0f%%", fontsize=8, padding=1)
-    ax1.axhline(100, color="#333333", lw=1, ls="--")
-    ax1.axhline(50, color="#aa3333", lw=1, ls=":")
-    for y, text in ((100, " no interference"), (50, " no gain")):
-        ax1.text(1.0, y, text, transform=ax1.get_yaxis_transform(), va="center", fontsize=7)
-    ax1.set_ylim(0, max([110.0] + [e["value"] * 1.1 for e in eff]))
-    ax1.set_title(f"Scaling efficiency V2 / ({' + '.join(f'V1_{s}' for s in SLOT_NAMES)})")
-    ax1.set_ylabel("%")
-    ax1.set_xlabel("")
-    if slow:
-        sns.barplot(
-            pd.DataFrame(slow),
-            x="key",
-            y="value",
-            hue="slot",
-            order=order,
-            hue_order=list(SLOT_NAMES),
-            palette=SLOT_COLORS,
-            ax=ax2,
-        )
-        for container in ax2.containers:
-            ax2.bar_label(container, fmt="%.2f", fontsize=8, padding=1)
-        ax2.legend(
-            title="slot", frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0)
-        )
-    ax2.axhline(1.0, color="#333333", lw=1, ls="--")
-    ax2.set_ylim(0, max([1.2] + [s["value"] * 1.15 for s in slow]))
-    ax2.set_title("Slowdown: alone / co-located throughput")
-    ax2.set_ylabel("×")
-    ax2.set_xlabel("")
-    for ax in (ax1, ax2):
-        ax.set_xticks(range(len(order)))
-        ax.set_xticklabels(order)
-    fig.tight_layout()
-    return fig
 
 
 def timeline_figure(runs: pd.DataFrame) -> plt.Figure | str:
@@ -390,5 +203,5 @@ def ttft_figure(
         ax.set_yscale("log")
     ax.set_xlabel("")
     ax.set_ylabel("TTFT (ms)")
-    _legend(fig, LATENCY_BARS, req["bar"])
+    legend(fig, LATENCY_BARS, req["bar"])
     return fig

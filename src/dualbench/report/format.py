@@ -3,6 +3,7 @@
 Every value the template shows arrives as a string from here: a missing or non-numeric number
 reads as a dash (``DASH``), never as "nan". ``FORMATTERS`` maps the kinds of the detail tables
 (dualbench.report.details) to their formatter; render.py registers some as template filters.
+``fmt_estimate`` writes an estimate with its interval in the kinds of ``ESTIMATE_FORMATTERS``.
 """
 
 from __future__ import annotations
@@ -93,6 +94,39 @@ def fmt_change(ratio: Any) -> str:
     return f"{fmt_ratio(v)} ({fmt_pct(v - 1, signed=True)})"
 
 
+def _unsuffixed(text: str, suffix: str) -> str:
+    return text.removesuffix(suffix)
+
+
+def fmt_bounds(lo: Any, hi: Any, kind: str) -> str:
+    """An interval's bounds in the unit of ``kind``, the unit written once: "0.85–1.21",
+    "91–108%", "+82…+117%" (signed bounds take an ellipsis, so a minus sign cannot read as a
+    dash); "" when either bound is missing."""
+    if not (is_finite(lo) and is_finite(hi)):
+        return ""
+    fmt = ESTIMATE_FORMATTERS[kind]
+    if kind == "growth":
+        return f"{_unsuffixed(fmt(lo), '%')}…{fmt(hi)}"
+    if kind == "pct":
+        return f"{_unsuffixed(fmt(lo), '%')}–{fmt(hi)}"
+    if kind == "ratio":
+        return f"{_unsuffixed(fmt(lo), '×')}–{_unsuffixed(fmt(hi), '×')}"
+    return f"{fmt(lo)}–{fmt(hi)}"
+
+
+def fmt_estimate(
+    value: Any, lo: Any = None, hi: Any = None, kind: str = "tok", note: str = ""
+) -> str:
+    """An estimate with its interval in parentheses: "1.02× (0.85–1.21)", "+98% (+82…+117%)",
+    "127.1 (111.3–145.1)"; the estimate alone where the interval is missing (one block).
+    ``note`` (e.g. "n = 2") joins the parentheses. NaN reads as a dash."""
+    text = ESTIMATE_FORMATTERS[kind](value)
+    if text == DASH:
+        return DASH
+    inside = [part for part in (fmt_bounds(lo, hi, kind), note) if part]
+    return f"{text} ({', '.join(inside)})" if inside else text
+
+
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -107,4 +141,15 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "pct": fmt_pct,
     "mib": fmt_mib,
     "str": lambda v: str(v) if str(v) else DASH,
+}
+
+# Kinds of fmt_estimate: tok/s and ms with one decimal, tokens per joule with three, a ratio
+# (1.02×), a ratio as a percent (scaling efficiency, 99%) and a signed change (growth, +98%).
+ESTIMATE_FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "tok": fmt_fixed,
+    "ms": fmt_fixed,
+    "tpj": lambda v: fmt_fixed(v, 3),
+    "ratio": fmt_ratio,
+    "pct": fmt_pct,
+    "growth": lambda v: fmt_pct(v, signed=True),
 }

@@ -1,6 +1,10 @@
-"""The report's "16-bit vs INT4" section: memory, speed and fidelity, from precisions.csv and
-int4.csv (dualbench.analysis). Like the rest of the report it derives no metric of its own:
-ratios and bytes come from the tables, this module only arranges and formats them."""
+"""The report's "16-bit vs INT4" section: memory, speed and fidelity, from precisions.csv,
+int4.csv and answers.csv (dualbench.analysis). Like the rest of the report it derives no metric
+of its own: ratios and bytes come from the tables, this module only arranges and formats them.
+
+Where answers.csv holds the INT4 ratios (``int4_<metric>_ratio``), the per-scenario table
+shows them over the blocks with their intervals (``_answer_rows``); else int4.csv's ratios of
+its one block (``_scenario_rows``)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from dualbench.analysis.columns import INT4_RATIOS
 from dualbench.config.vocabulary import SLOT_NAMES
+from dualbench.report.estimates import Estimates, blocks_note
 from dualbench.report.figures import embedded_figure
 from dualbench.report.format import (
     DASH,
@@ -20,7 +26,7 @@ from dualbench.report.format import (
     fmt_mib,
     fmt_pct,
 )
-from dualbench.report.tables import run_label
+from dualbench.report.tables import run_label, unique_in_order
 
 # How the section names the pair of models: int4.csv's slot "pair", the figure's "pair" bar.
 PAIR = " + ".join(SLOT_NAMES)
@@ -87,6 +93,61 @@ def _scenario_rows(int4: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def _answer_rows(
+    int4: pd.DataFrame, est: Estimates, baseline: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The per-scenario rows from answers.csv's INT4 ratios, and the scenarios with none."""
+    subjects = unique_in_order(
+        (r["scenario"], r["subject"]) for r in est.rows("int4_") if r["answer"].endswith("_ratio")
+    )
+    rows, missing = [], []
+    for scenario, subject in subjects:
+        key = (scenario, "int4")
+        n = max(est.n(key, f"int4_{m}_ratio", subject) for m in INT4_RATIOS)
+        if n <= 0:
+            missing.append(scenario)
+            continue
+        pair = subject == "pair"
+        layout, _, slot = subject.partition("/")
+        sel = int4[(int4["scenario"] == scenario) & (int4["slot"] == ("pair" if pair else slot))]
+        if not pair:
+            sel = sel[sel["layout"] == layout]
+        # The bytes of one block as int4.csv has them; over several blocks only their ratio.
+        one = sel.iloc[0] if len(sel) == 1 else None
+
+        def ratio(metric: str, subject: str = subject, key: tuple = key) -> str:
+            name = f"int4_{metric}_ratio"
+            if est.n(key, name, subject) == 1:
+                return fmt_change(est.interval(key, name, subject)[0])
+            return est.figure(key, name, subject, "ratio")
+
+        answer, tput = ("v2", "all") if pair else ("throughput", subject)
+        rows.append(
+            {
+                "scenario": scenario,
+                "label": f"pair ({PAIR})" if pair else run_label(layout, slot),
+                "blocks": blocks_note(n),
+                "throughput": (
+                    f"{fmt_fixed(est.interval((scenario, baseline), answer, tput)[0])} → "
+                    f"{fmt_fixed(est.interval(key, answer, tput)[0])}"
+                ),
+                "throughput_ratio": ratio("throughput_tok_s"),
+                "ttft_ratio": DASH if pair else ratio("ttft_ms_p50"),
+                "tpot_ratio": DASH if pair else ratio("tpot_ms_p50"),
+                "e2e_ratio": DASH if pair else ratio("e2e_ms_p50"),
+                "memory": (
+                    f"{fmt_mib(one['peak_mem_bytes_baseline'])} → "
+                    f"{fmt_mib(one['peak_mem_bytes_int4'])}"
+                    if one is not None
+                    else DASH
+                ),
+                "memory_ratio": ratio("peak_mem_bytes"),
+                "valid": bool(sel["valid"].map(as_bool).all()) if len(sel) else True,
+            }
+        )
+    return rows, unique_in_order(s for s in missing if s not in {r["scenario"] for r in rows})
+
+
 def _fig_memory(precisions: pd.DataFrame, baseline: str):
     # Here, not at the top: importing dualbench.report.figures selects Agg before pyplot loads.
     import matplotlib.pyplot as plt
@@ -105,17 +166,27 @@ def _fig_memory(precisions: pd.DataFrame, baseline: str):
     return fig
 
 
-def int4_section(precisions: pd.DataFrame, int4: pd.DataFrame) -> dict[str, Any] | None:
+def int4_section(
+    precisions: pd.DataFrame | None, int4: pd.DataFrame | None, est: Estimates
+) -> dict[str, Any] | None:
     """The section's context, or None when the runs hold no INT4 against a dense baseline."""
     if int4 is None or int4.empty or "baseline" not in int4:
         return None
     baseline = str(int4["baseline"].iloc[0])
     precisions = precisions if precisions is not None else pd.DataFrame()
+    answered = bool(est.rows("int4_"))
+    scenarios, missing = (
+        _answer_rows(int4, est, baseline) if answered else (_scenario_rows(int4), [])
+    )
     return {
         "title": f"{baseline.upper()} vs INT4",
         "baseline": baseline,
         "models": _model_rows(precisions, baseline) if not precisions.empty else [],
-        "scenarios": _scenario_rows(int4),
+        "scenarios": scenarios,
+        "answered": answered,
+        "confidence": est.confidence_text,
+        "missing": missing,
+        "memory_values": any(r["memory"] != DASH for r in scenarios),
         "figure": embedded_figure(
             "Checkpoint size",
             f"Bytes of each converted checkpoint on disk, {baseline} and INT4, per model and "

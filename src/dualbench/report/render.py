@@ -3,7 +3,9 @@ modules of dualbench.report, one self-contained HTML document out (DESIGN §8).
 
 ``write_report`` reads the tables from the metrics directory by the names in
 ``dualbench.analysis.columns.METRICS_FILES``; ``render_report`` renders DataFrames, so the
-report reads the same whether it gets the analysis DataFrames directly or the files.
+report reads the same whether it gets the analysis DataFrames directly or the files. Tables
+that older metrics lack (answers.csv, blocks.csv, the INT4 and telemetry tables) are optional:
+without answers.csv the headline and the bar figures show the per-block tables as they are.
 """
 
 from __future__ import annotations
@@ -17,22 +19,30 @@ import jinja2
 import pandas as pd
 
 from dualbench.analysis.columns import METRICS_FILES
+from dualbench.analysis.intervals import PERCENTILE_MIN_N
 from dualbench.config.vocabulary import SLOT_NAMES
-from dualbench.report.details import details
-from dualbench.report.figures import (
-    embedded_figure,
-    figure_style,
+from dualbench.report.bars import (
+    has_whiskers,
+    latency_data,
     latency_figure,
+    scaling_data,
     scaling_figure,
+    throughput_data,
     throughput_figure,
-    timeline_figure,
-    ttft_figure,
 )
+from dualbench.report.details import blocks_rows, details
+from dualbench.report.estimates import Estimates
+from dualbench.report.figures import embedded_figure, figure_style, timeline_figure, ttft_figure
 from dualbench.report.format import DASH, fmt_fixed, fmt_pct, fmt_ratio
+from dualbench.report.headline import headline_tables
 from dualbench.report.int4 import int4_section
-from dualbench.report.summary import answers, headline
+from dualbench.report.summary import answers
 from dualbench.report.tables import (
+    drifted_blocks,
     flagged_keys,
+    key_issues,
+    prepare_answers,
+    prepare_blocks,
     prepare_requests,
     prepare_runs,
     prepare_scaling,
@@ -45,13 +55,16 @@ from dualbench.report.tables import (
 )
 from dualbench.report.telemetry import telemetry_section
 
-# render_report's optional tables -> their METRICS_FILES key. Metrics written before INT4 and
-# telemetry existed lack these files; the report leaves their sections out.
+# render_report's optional tables -> their METRICS_FILES key. Metrics written before INT4,
+# telemetry and repeat blocks existed lack these files; the report leaves their sections out
+# (without answers.csv it shows the per-block tables' figures, without intervals).
 OPTIONAL_TABLES = {
     "precision_table": "precisions",
     "int4_table": "int4",
     "energy_table": "energy",
     "telemetry_table": "telemetry",
+    "answers_table": "answers",
+    "blocks_table": "blocks",
 }
 
 
@@ -96,6 +109,8 @@ def render_report(
     energy_table: pd.DataFrame | None = None,
     telemetry_table: pd.DataFrame | None = None,
     hardware_notes: list[str] | None = None,
+    answers_table: pd.DataFrame | None = None,
+    blocks_table: pd.DataFrame | None = None,
 ) -> str:
     """The whole report as one self-contained HTML document (no network reference).
 
@@ -104,6 +119,8 @@ def render_report(
     runs = prepare_runs(runs)
     scaling = prepare_scaling(scaling)
     requests = prepare_requests(requests)
+    estimates = Estimates(prepare_answers(answers_table))
+    blocks = prepare_blocks(blocks_table)
     environment = dict(environment or {})
     descriptions = dict(scenario_descriptions or {})
 
@@ -114,27 +131,44 @@ def render_report(
     scaling_by_key = scaling_lookup(scaling)
     problems = run_problems(runs)
     scaling_problems = [r for r in scaling.to_dict("records") if not r["valid"]]
+    drifted = drifted_blocks(blocks)
+    issues = {key: key_issues(key, problems, scaling, drifted) for key in keys}
     flagged = flagged_keys(keys, problems, scaling)
     single = len(precisions) <= 1
+    n_blocks = runs.groupby(["scenario", "precision"])["repeat"].nunique().max() if len(runs) else 0
+    interval = (
+        f"each bar the estimate over the blocks, its whisker the {estimates.confidence_text} "
+        "interval (where two blocks or more)"
+    )
 
     with figure_style():
+        tput = throughput_data(runs, scaling, estimates)
+        latency = latency_data(runs, estimates)
+        scale = scaling_data(scaling, keys, flagged, estimates, single)
         figures = [
             embedded_figure(
                 "Throughput",
                 "Output tokens/s of each slot alone and co-located, and the co-located total "
-                "(V2). ⚠ marks a scenario with a failed or invalid run.",
-                lambda: throughput_figure(runs, scaling, scenarios, precisions or [""], flagged),
+                f"(V2){': ' + interval if has_whiskers(tput) else ''}. ⚠ marks a scenario "
+                "with a failed or invalid run.",
+                lambda: throughput_figure(tput, scenarios, precisions or [""], flagged),
             ),
             embedded_figure(
                 "Latency",
-                "TTFT and TPOT p50 per slot, alone and co-located; whiskers reach p90.",
-                lambda: latency_figure(runs, scenarios, precisions or [""], flagged),
+                "TTFT and TPOT p50 per slot, alone and co-located; "
+                + (
+                    f"{interval}; with one block, the whisker reaches the run's p90."
+                    if has_whiskers(latency) and estimates.has_intervals()
+                    else "whiskers reach p90."
+                ),
+                lambda: latency_figure(latency, scenarios, precisions or [""], flagged),
             ),
             embedded_figure(
                 "Scaling and interference",
                 "Scaling efficiency (100% = no interference, 50% = the second model adds "
-                "nothing) and per-model slowdown (1.00 = no slowdown).",
-                lambda: scaling_figure(scaling, keys, single),
+                "nothing) and per-model slowdown (1.00 = no slowdown)"
+                f"{': ' + interval if has_whiskers(scale) else ''}.",
+                lambda: scaling_figure(scale),
             ),
             embedded_figure(
                 "Overlap of co-located runs",
@@ -144,7 +178,8 @@ def render_report(
             ),
             embedded_figure(
                 "TTFT distribution",
-                "TTFT of every request that finished inside its run's window.",
+                "TTFT of every request that finished inside its run's window"
+                + (", the blocks pooled." if n_blocks > 1 else "."),
                 lambda: ttft_figure(requests, keys, single),
             ),
         ]
@@ -163,18 +198,22 @@ def render_report(
             "models": unique_in_order(
                 f"{s}: {m}" for s, m in zip(runs["slot"], runs["model"], strict=True) if m
             ),
+            "blocks": int(n_blocks),
         },
         "n_failed": sum(p["failed"] for p in problems),
         "n_invalid": sum(not p["failed"] for p in problems),
         "problems": problems,
         "scaling_problems": scaling_problems,
-        "answers": answers(keys, lookup, scaling_by_key, problems),
-        "headline": headline(keys, lookup, scaling_by_key, problems),
+        "drifted": drifted,
+        "answers": answers(keys, lookup, scaling_by_key, issues, estimates),
+        "headline_tables": headline_tables(keys, issues, estimates, lookup, scaling_by_key),
         "scenario_list": [(s, descriptions.get(s, "")) for s in scenarios],
         "figures": figures,
         "details": details(runs, scenarios, descriptions),
-        "int4": int4_section(precision_table, int4_table),
-        "telemetry": telemetry_section(runs, energy_table, telemetry_table),
+        "blocks": blocks_rows(blocks),
+        "percentile_min_n": PERCENTILE_MIN_N,
+        "int4": int4_section(precision_table, int4_table, estimates),
+        "telemetry": telemetry_section(runs, energy_table, telemetry_table, estimates),
         "hardware_notes": unique_in_order(
             [
                 *(hardware_notes or []),

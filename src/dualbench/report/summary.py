@@ -1,9 +1,14 @@
-"""The report's Headline section: the answer sentences (``answers``) and the rows of its
-throughput and latency tables (``headline``), per scenario × precision, all from the data.
+"""The report's Headline sentences (``answers``), per scenario × precision, all from the data:
+what a second model adds (growth, V1 → V2), what it costs (scaling efficiency, each slot's
+slowdown, TTFT p50 alone → co-located), then the best and worst scaling.
 
-Both take the views of dualbench.report.tables: ``keys`` (scenario_keys), ``lookup``
-(run_lookup), ``scaling_by_key`` (scaling_lookup) and ``problems`` (run_problems). Per-slot
-values are lists in the order of ``SLOT_NAMES``, which the template's columns follow.
+From answers.csv where the metrics have it (``Estimates``): each figure with its interval
+over the blocks and each interference answer with its verdict, coloured by kind; a scenario ×
+precision with one block says once that it has no interval. Metrics written before answers.csv
+existed fall back to scaling.csv and runs.csv as they are.
+
+A sentence is ``{"parts": [(text, CSS class)], "text": the whole, "warn": bool}``: the
+template colours the parts with a class (the verdicts, estimates.verdict_class).
 """
 
 from __future__ import annotations
@@ -12,79 +17,126 @@ import math
 from typing import Any
 
 from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
-from dualbench.report.format import fmt_fixed, fmt_pct, fmt_ratio, is_finite, number
-from dualbench.report.tables import key_problems
+from dualbench.report.estimates import ONE_REPEAT, Estimates, verdict_class
+from dualbench.report.format import DASH, fmt_fixed, fmt_pct, fmt_ratio, is_finite, number
 
+Key = tuple[str, str]
 RunLookup = dict[tuple[str, str, str, str], dict[str, Any]]
-ScalingLookup = dict[tuple[str, str], dict[str, Any]]
+ScalingLookup = dict[Key, dict[str, Any]]
+Parts = list[tuple[str, str]]
 
 
-def headline(
-    keys: list[tuple[str, str]],
-    lookup: RunLookup,
-    scaling_by_key: ScalingLookup,
-    problems: list[dict[str, Any]],
-) -> list[dict[str, Any]]:
-    """One row per scenario × precision: each slot's throughput alone and co-located, V1, V2,
-    growth, efficiency, each slot's slowdown, p50 latencies and what is wrong with it."""
-    rows = []
-    for key in keys:
-        scenario, precision = key
-        sc = scaling_by_key.get(key, {})
-
-        def metric(layout: str, slot: str, col: str, key: tuple[str, str] = key) -> float:
-            row = lookup.get((*key, layout, slot))
-            return number(row[col]) if row is not None else math.nan
-
-        issues = key_problems(problems, key)
-        if sc and not sc.get("valid", True) and sc.get("note"):
-            issues.append(f"scaling: {sc['note']}")
-        rows.append(
-            {
-                "scenario": scenario,
-                "precision": precision,
-                "alone": [
-                    fmt_fixed(metric(alone_layout(slot), slot, "throughput_tok_s"))
-                    for slot in SLOT_NAMES
-                ],
-                "co": [
-                    fmt_fixed(metric(COLOCATED, slot, "throughput_tok_s")) for slot in SLOT_NAMES
-                ],
-                "v1": fmt_fixed(sc.get("v1")),
-                "v2": fmt_fixed(sc.get("v2")),
-                "growth": fmt_pct(sc.get("growth"), signed=True),
-                "efficiency": fmt_pct(sc.get("scaling_efficiency")),
-                "slowdown": [fmt_ratio(sc.get(f"slowdown_{slot}")) for slot in SLOT_NAMES],
-                "latency": {
-                    f"{m}_{slot}_{where}": fmt_fixed(metric(layout, slot, f"{m}_ms_p50"))
-                    for m in ("ttft", "tpot")
-                    for slot in SLOT_NAMES
-                    for where, layout in (("alone", alone_layout(slot)), ("co", COLOCATED))
-                },
-                "issues": issues,
-                "ok": not issues and bool(sc) and bool(sc.get("valid", False)),
-            }
-        )
-    return rows
+def _sentence(parts: Parts, warn: bool) -> dict[str, Any]:
+    return {"parts": parts, "text": "".join(text for text, _ in parts), "warn": warn}
 
 
 def answers(
-    keys: list[tuple[str, str]],
+    keys: list[Key],
     lookup: RunLookup,
     scaling_by_key: ScalingLookup,
-    problems: list[dict[str, Any]],
+    issues: dict[Key, list[str]],
+    estimates: Estimates,
 ) -> list[dict[str, Any]]:
     """One sentence per scenario × precision that answers "what does a second model buy and
-    cost", then the best and worst scaling, all from the data."""
+    cost", then the best and worst scaling. ``issues``: tables.key_issues of each key."""
+    if estimates:
+        return _from_estimates(keys, issues, estimates)
+    return _from_scaling(keys, lookup, scaling_by_key, issues)
+
+
+# ---------------------------------------------------------------------------------------------
+# From answers.csv
+
+
+def _from_estimates(
+    keys: list[Key], issues: dict[Key, list[str]], est: Estimates
+) -> list[dict[str, Any]]:
+    out = []
+    for key in keys:
+        name = "/".join(key)
+        wrong = issues.get(key, [])
+        growth = est.interval(key, "growth", "all")[0]
+        if est.n(key, "growth", "all") <= 0 or not math.isfinite(growth):
+            reason = "; ".join(wrong) or "no alone and co-located pair"
+            out.append(_sentence([(f"{name}: no scaling result ({reason}).", "")], True))
+            continue
+        parts: Parts = [(name, "")]
+        if est.blocks(key) == 1:
+            parts += [(" (", ""), (ONE_REPEAT, verdict_class("one repeat")), (")", "")]
+        if growth >= 0:
+            gained = f"adds {est.figure(key, 'growth', 'all', 'growth')} total throughput"
+        else:
+            fall = est.figure(key, "growth", "all", "pct", negated=True)
+            gained = f"lowers total throughput by {fall}"
+        v1 = ", ".join(f"{s} {est.figure(key, 'v1', s, 'tok')}" for s in SLOT_NAMES)
+        parts.append(
+            (
+                f": a second model {gained} (V1 {v1} → V2 {est.figure(key, 'v2', 'all', 'tok')} "
+                "tok/s); scaling efficiency ",
+                "",
+            )
+        )
+        parts += est.judged(key, "scaling_efficiency", "all", "pct")
+        for i, s in enumerate(SLOT_NAMES):
+            parts.append((f"; {s} slows " if i == 0 else f", {s} ", ""))
+            parts += est.judged(key, "slowdown_throughput", s, "ratio")
+        parts.append((".", ""))
+        ttft: Parts = []
+        for s in SLOT_NAMES:
+            alone = est.figure(key, "ttft_p50", f"{alone_layout(s)}/{s}", "ms")
+            co = est.figure(key, "ttft_p50", f"{COLOCATED}/{s}", "ms")
+            if DASH in (alone, co):
+                continue
+            ttft.append(((", " if ttft else " TTFT p50 ") + f"{s} {alone} → {co} ms", ""))
+            words, kind = est.verdict(key, "slowdown_ttft_p50", s)
+            if words:
+                ttft += [(" — ", ""), (words, verdict_class(kind))]
+        if ttft:
+            parts += [*ttft, (".", "")]
+        if wrong:
+            parts.append((f" ⚠ {'; '.join(wrong)}.", ""))
+        out.append(_sentence(parts, bool(wrong)))
+
+    effs = [
+        (key, est.interval(key, "scaling_efficiency", "all")[0])
+        for key in keys
+        if est.n(key, "scaling_efficiency", "all") > 0
+    ]
+    effs = [(key, e) for key, e in effs if math.isfinite(e)]
+    if len(effs) > 1:
+        best = max(effs, key=lambda e: e[1])[0]
+        worst = min(effs, key=lambda e: e[1])[0]
+        text = (
+            f"Best scaling: {'/'.join(best)} (efficiency "
+            f"{est.figure(best, 'scaling_efficiency', 'all', 'pct')}); worst: {'/'.join(worst)} "
+            f"({est.figure(worst, 'scaling_efficiency', 'all', 'pct')})."
+        )
+        out.append(_sentence([(text, "")], False))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics without answers.csv: one block, scaling.csv and runs.csv as they are
+
+
+def _from_scaling(
+    keys: list[Key],
+    lookup: RunLookup,
+    scaling_by_key: ScalingLookup,
+    issues: dict[Key, list[str]],
+) -> list[dict[str, Any]]:
     out = []
     for key in keys:
         name = "/".join(key)
         sc = scaling_by_key.get(key, {})
         growth = number(sc.get("growth"))
         if not math.isfinite(growth):
-            issues = key_problems(problems, key)
-            reason = sc.get("note") or ", ".join(issues) or "no alone and co-located pair"
-            out.append({"text": f"{name}: no scaling result ({reason}).", "warn": True})
+            reason = (
+                sc.get("note")
+                or ", ".join(i for i in issues.get(key, []) if not i.startswith("scaling"))
+                or "no alone and co-located pair"
+            )
+            out.append(_sentence([(f"{name}: no scaling result ({reason}).", "")], True))
             continue
         gained = (
             f"a second model adds {fmt_pct(growth, signed=True)} total throughput"
@@ -111,7 +163,7 @@ def answers(
         warn = not sc.get("valid", False)
         if warn:
             text += f" Invalid: {sc.get('note') or 'depends on an invalid or failed run'}."
-        out.append({"text": text, "warn": warn})
+        out.append(_sentence([(text, "")], warn))
 
     effs = [
         ("/".join(k), number(scaling_by_key[k].get("scaling_efficiency")))
@@ -121,11 +173,9 @@ def answers(
     if len(effs) > 1:
         best = max(effs, key=lambda e: e[1])
         worst = min(effs, key=lambda e: e[1])
-        out.append(
-            {
-                "text": f"Best scaling: {best[0]} (efficiency {fmt_pct(best[1])}); "
-                f"worst: {worst[0]} ({fmt_pct(worst[1])}).",
-                "warn": False,
-            }
+        text = (
+            f"Best scaling: {best[0]} (efficiency {fmt_pct(best[1])}); "
+            f"worst: {worst[0]} ({fmt_pct(worst[1])})."
         )
+        out.append(_sentence([(text, "")], False))
     return out

@@ -1,12 +1,16 @@
 """The metrics tables as the report reads them, and the views of the runs it is built from.
 
 - reading a table back (``read_csv``) and normalising it (``normalise``, ``prepare_runs``,
-  ``prepare_scaling``, ``prepare_requests``) to the columns and types the report reads
-  (``*_STR_COLUMNS``, ``*_NUM_COLUMNS``);
+  ``prepare_scaling``, ``prepare_requests``, ``prepare_answers``, ``prepare_blocks``) to the
+  columns and types the report reads (``*_STR_COLUMNS``, ``*_NUM_COLUMNS``);
 - run lookups: the (scenario, precision) keys in pipeline order (``scenario_keys``), the runs
   by scenario, precision, layout and slot (``run_lookup``, ``scaling_lookup``), the failed or
-  invalid ones (``run_problems``, ``key_problems``, ``flagged_keys``) and the label of a slot
-  in a layout (``run_label``).
+  invalid ones (``run_problems``, ``key_problems``, ``flagged_keys``), the drifted blocks
+  (``drifted_blocks``), everything wrong with a scenario × precision (``key_issues``) and the
+  label of a slot in a layout (``run_label``), of a run in its block (``block_label``).
+
+Runs are repeated in blocks (runs.csv's ``repeat``); metrics written before blocks existed
+have no such column and read as block 1.
 """
 
 from __future__ import annotations
@@ -26,25 +30,32 @@ STATS = ("mean", "p50", "p90", "p99", "max")
 
 RUN_STR_COLUMNS = [
     "run_id", "scenario", "precision", "layout", "slot", "model", "backend", "device",
-    "status", "error", "invalid_reasons", "warnings", "mem_source",
+    "status", "error", "invalid_reasons", "warnings", "mem_source", "percentile_note",
 ]  # fmt: skip
 RUN_NUM_COLUMNS = [
-    "prompt_tokens", "new_tokens", "batch_size",
+    "repeat", "position", "prompt_tokens", "new_tokens", "batch_size",
     "window_start_s", "window_end_s", "window_s", "slot_start_s", "slot_end_s", "span_s",
     "overlap_frac", "requests", "output_tokens", "throughput_tok_s", "prefill_tok_s",
     "request_rate_rps",
     *[f"{m}_ms_{s}" for m in LATENCIES for s in STATS],
-    "peak_mem_bytes", "mem_reserved_peak_bytes", "load_s", "warmup_s",
+    *[f"{m}_n" for m in LATENCIES],
+    "peak_mem_bytes", "mem_reserved_peak_bytes", "load_s", "warmup_s", "loadavg_1m", "cpu_mhz",
 ]  # fmt: skip
 SCALING_STR_COLUMNS = ["scenario", "precision", "note"]
 SCALING_NUM_COLUMNS = [
-    *[f"v1_{slot}" for slot in SLOT_NAMES], "v1", "v2", "growth", "scaling_efficiency",
+    "repeat", *[f"v1_{slot}" for slot in SLOT_NAMES], "v1", "v2", "growth", "scaling_efficiency",
     *[f"slowdown_{slot}" for slot in SLOT_NAMES],
 ]  # fmt: skip
 REQUEST_STR_COLUMNS = ["run_id", "scenario", "precision", "layout", "slot"]
 REQUEST_NUM_COLUMNS = [
     "call", "index", "submit_s", "ttft_ms", "tpot_ms", "e2e_ms", "itl_ms_mean", "new_tokens",
 ]  # fmt: skip
+ANSWER_STR_COLUMNS = [
+    "scenario", "precision", "answer", "subject", "unit", "method", "verdict_kind", "verdict",
+]  # fmt: skip
+ANSWER_NUM_COLUMNS = ["estimate", "lo", "hi", "n", "confidence"]
+BLOCK_STR_COLUMNS = ["scenario", "precision", "order", "drift_note"]
+BLOCK_NUM_COLUMNS = ["repeat", "loadavg_1m", "cpu_mhz", "device_temp_c"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,18 +90,43 @@ def normalise(
     return df.reset_index(drop=True)
 
 
+def _repeat_column(df: pd.DataFrame) -> pd.DataFrame:
+    """``repeat`` as an int, 1 where missing (metrics written before blocks existed)."""
+    df["repeat"] = df["repeat"].fillna(1).astype(int)
+    return df
+
+
 def prepare_runs(runs: pd.DataFrame | None) -> pd.DataFrame:
-    """runs.csv normalised, with a ``label`` per row and ``ok`` for status "ok"."""
-    df = normalise(runs, RUN_STR_COLUMNS, RUN_NUM_COLUMNS, ["valid"])
+    """runs.csv normalised, with a ``label`` per row ("A alone"), a ``block_label`` that names
+    the block where its scenario × precision has several ("A alone · r2"), and ``ok`` for
+    status "ok"."""
+    df = _repeat_column(normalise(runs, RUN_STR_COLUMNS, RUN_NUM_COLUMNS, ["valid"]))
     df["status"] = df["status"].where(df["status"] != "", "unknown")
     df["label"] = [run_label(lay, slot) for lay, slot in zip(df["layout"], df["slot"], strict=True)]
+    blocks = df.groupby(["scenario", "precision"])["repeat"].transform("nunique")
+    df["block_label"] = [
+        block_label(label, repeat, several)
+        for label, repeat, several in zip(df["label"], df["repeat"], blocks > 1, strict=True)
+    ]
     df["ok"] = df["status"] == "ok"
     return df
 
 
 def prepare_scaling(scaling: pd.DataFrame | None) -> pd.DataFrame:
-    """scaling.csv normalised."""
-    return normalise(scaling, SCALING_STR_COLUMNS, SCALING_NUM_COLUMNS, ["valid"])
+    """scaling.csv normalised (one row per scenario, precision and block)."""
+    return _repeat_column(normalise(scaling, SCALING_STR_COLUMNS, SCALING_NUM_COLUMNS, ["valid"]))
+
+
+def prepare_answers(answers: pd.DataFrame | None) -> pd.DataFrame:
+    """answers.csv normalised; None (metrics written before it existed) reads as empty."""
+    df = normalise(answers, ANSWER_STR_COLUMNS, ANSWER_NUM_COLUMNS, [])
+    df["n"] = df["n"].fillna(0).astype(int)
+    return df
+
+
+def prepare_blocks(blocks: pd.DataFrame | None) -> pd.DataFrame:
+    """blocks.csv normalised; None reads as empty."""
+    return _repeat_column(normalise(blocks, BLOCK_STR_COLUMNS, BLOCK_NUM_COLUMNS, ["drift"]))
 
 
 def prepare_requests(requests: pd.DataFrame | None) -> pd.DataFrame:
@@ -105,6 +141,11 @@ def run_label(layout: str, slot: str) -> str:
     if layout.startswith("alone"):
         return f"{slot} alone"
     return f"{slot} {layout}".strip()
+
+
+def block_label(label: str, repeat: int, several: bool) -> str:
+    """A run's label with its block where there are several: "A alone · r2"."""
+    return f"{label} · r{repeat}" if several else label
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +188,7 @@ def run_problems(runs: pd.DataFrame) -> list[dict[str, Any]]:
                 "scenario": r["scenario"],
                 "precision": r["precision"],
                 "slot": r["slot"],
-                "label": r["label"],
+                "label": r["block_label"],
                 "status": r["status"],
                 "failed": not r["ok"],
                 "valid": r["valid"],
@@ -177,3 +218,29 @@ def flagged_keys(
         if not r["valid"]:
             bad.add((r["scenario"], r["precision"]))
     return bad & set(keys)
+
+
+def drifted_blocks(blocks: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of blocks.csv (as prepare_blocks returns it) that the drift guard flagged."""
+    return [r for r in blocks.to_dict("records") if r["drift"]]
+
+
+def key_issues(
+    key: tuple[str, str],
+    problems: list[dict[str, Any]],
+    scaling: pd.DataFrame,
+    drifted: list[dict[str, Any]],
+) -> list[str]:
+    """Everything wrong with the scenario and precision ``key``, one short line each: its
+    failed or invalid runs, its scaling rows flagged invalid (per block where there are
+    several) and its drifted blocks."""
+    issues = key_problems(problems, key)
+    rows = [r for r in scaling.to_dict("records") if (r["scenario"], r["precision"]) == key]
+    for r in rows:
+        if not r["valid"] and r["note"]:
+            where = f"scaling r{r['repeat']}" if len(rows) > 1 else "scaling"
+            issues.append(f"{where}: {r['note']}")
+    issues += [
+        f"block r{b['repeat']} drifted" for b in drifted if (b["scenario"], b["precision"]) == key
+    ]
+    return list(dict.fromkeys(issues))

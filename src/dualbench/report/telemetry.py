@@ -1,5 +1,6 @@
-"""The report's "Utilisation and energy" section, from runs.csv, energy.csv and telemetry.csv
-(dualbench.analysis). It arranges and formats; every number comes from the tables."""
+"""The report's "Utilisation and energy" section, from runs.csv, energy.csv, telemetry.csv and
+answers.csv's tokens per joule over blocks (dualbench.analysis). It arranges and formats;
+every number comes from the tables."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from dualbench.config.vocabulary import COLOCATED
+from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
+from dualbench.report.estimates import Estimates, blocks_note
 from dualbench.report.figures import SLOT_COLORS, embedded_figure
 from dualbench.report.format import fmt_fixed, fmt_pct, number, text_or
 from dualbench.report.tables import run_label, unique_in_order
@@ -61,6 +63,28 @@ def _run_rows(energy: pd.DataFrame) -> list[dict[str, str]]:
     ]
 
 
+def _layout_label(layout: str) -> str:
+    if layout == COLOCATED:
+        return "+".join(SLOT_NAMES) + " co-located"
+    slots = [s for s in SLOT_NAMES if alone_layout(s) == layout]
+    return f"{slots[0]} alone" if slots else layout
+
+
+def _efficiency_rows(est: Estimates) -> list[dict[str, str]]:
+    """Tokens per joule of each layout over the blocks, with its interval."""
+    return [
+        {
+            "key": f"{r['scenario']}/{r['precision']}",
+            "layout": _layout_label(r["subject"]),
+            "tokens_per_j": est.figure(
+                (r["scenario"], r["precision"]), "tokens_per_j", r["subject"], "tpj"
+            ),
+            "blocks": blocks_note(int(r["n"])),
+        }
+        for r in est.rows("tokens_per_j")
+    ]
+
+
 def _fig_timelines(samples: pd.DataFrame, runs: pd.DataFrame, metrics: dict, ylabel: str):
     # Here, not at the top: importing dualbench.report.figures selects Agg before pyplot loads.
     import matplotlib.pyplot as plt
@@ -93,7 +117,10 @@ def _fig_timelines(samples: pd.DataFrame, runs: pd.DataFrame, metrics: dict, yla
 
 
 def telemetry_section(
-    runs: pd.DataFrame, energy: pd.DataFrame | None, samples: pd.DataFrame | None
+    runs: pd.DataFrame,
+    energy: pd.DataFrame | None,
+    samples: pd.DataFrame | None,
+    est: Estimates,
 ) -> dict[str, Any] | None:
     """The section's context, or None for metrics written before telemetry existed."""
     if energy is None or "util_pct" not in runs:
@@ -103,6 +130,8 @@ def telemetry_section(
     return {
         "slots": _slot_rows(runs, notes),
         "runs": _run_rows(energy),
+        "efficiency": _efficiency_rows(est),
+        "confidence": est.confidence_text,
         "notes": notes,
         "figures": [
             embedded_figure(
