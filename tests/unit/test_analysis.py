@@ -163,6 +163,13 @@ def test_alone_row():
     row = rows[0]
     assert set(row) == set(RUN_COLUMNS)
     assert row["run_id"] == "s/bf16/r1/alone_A"
+    # 4 requests of 3 tokens: 4 values per latency, 8 gaps; too few for any p90 or p99
+    assert (row["ttft_n"], row["itl_n"]) == (4, 8)
+    assert row["percentile_note"] == "; ".join(
+        f"{m} {p}: max, n = {8 if m == 'itl' else 4}"
+        for m in ("ttft", "tpot", "itl", "e2e")
+        for p in ("p90", "p99")
+    )
     assert (row["scenario"], row["precision"], row["layout"], row["slot"]) == (
         "s",
         "bf16",

@@ -108,3 +108,19 @@ def test_npu_smi_on_path_is_read(monkeypatch, tmp_path):
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     assert [d.name for d in hardware.npu_devices()] == ["910B2C", "910B2C"]
+
+
+def test_cpu_mhz_of_every_processor_is_read():
+    text = "processor\t: 0\ncpu MHz\t\t: 2596.138\n\nprocessor\t: 1\ncpu MHz\t\t: 3100.5\n"
+    assert hardware.parse_cpu_mhz(text) == [2596.138, 3100.5]
+    assert hardware.parse_cpu_mhz("Features\t: fp asimd\n") == []  # Arm: none printed
+
+
+def test_machine_state_says_where_the_clock_came_from():
+    state = hardware.machine_state()
+    assert set(state) == {"loadavg_1m", "loadavg_5m", "cpu_mhz", "cpu_mhz_source"}
+    assert state["loadavg_1m"] >= 0
+    if state["cpu_mhz"] is None:
+        assert state["cpu_mhz_source"] == ""
+    else:
+        assert state["cpu_mhz"] > 0 and state["cpu_mhz_source"]

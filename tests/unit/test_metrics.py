@@ -194,6 +194,8 @@ def test_slot_metrics_counts_only_tokens_inside_the_window():
     assert_stats({k: row[f"e2e_ms_{k}"] for k in metrics.STATS}, 750, 750, 790, 799, 800)
     # gaps [150, 150, 200, 200, 200, 300]: p90 position 4.5 -> 250, p99 4.95 -> 295
     assert_stats({k: row[f"itl_ms_{k}"] for k in metrics.STATS}, 200, 200, 250, 295, 300)
+    # the statistics' counts: 2 requests; their 3 gaps each
+    assert (row["ttft_n"], row["tpot_n"], row["e2e_n"], row["itl_n"]) == (2, 2, 2, 6)
 
 
 def test_slot_metrics_batch_multiplies_tokens_requests_and_prefill():
@@ -207,6 +209,7 @@ def test_slot_metrics_batch_multiplies_tokens_requests_and_prefill():
     assert_stats({k: row[f"ttft_ms_{k}"] for k in metrics.STATS}, 150, 150, 200, 200, 200)
     # every gap twice: [150 x4, 200 x6, 300 x2]; p90 position 9.9 -> 290, p99 10.89 -> 300
     assert_stats({k: row[f"itl_ms_{k}"] for k in metrics.STATS}, 200, 200, 290, 300, 300)
+    assert (row["ttft_n"], row["itl_n"]) == (4, 12)  # every sequence, every gap of it
 
 
 def test_slot_metrics_prefill_follows_the_first_token():
