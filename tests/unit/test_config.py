@@ -76,9 +76,12 @@ def test_validate_fills_schema_defaults():
                 "min_requests": 3,
                 "duration_s": 10,
                 "seed": 0,
+                "arrival": None,
+                "sweep": None,
                 "slots": {},
             }
         },
+        "calibration": {"repeats": 10, "copy_mib": "auto", "matmul_n": "auto"},
         "run": {"timeout_s": 1800},
         "telemetry": {"enabled": True, "interval_s": 0.2, "idle_s": 2},
         "report": {"title": "dualbench: two Llama 3.2 models side by side"},

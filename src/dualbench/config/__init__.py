@@ -17,6 +17,9 @@ from dualbench.config.params import (
     aggregate_params,
     block_params,
     block_spec,
+    calibration_dtypes,
+    calibration_params,
+    calibration_spec,
     canonical,
     convert_params,
     model_params,
@@ -24,9 +27,12 @@ from dualbench.config.params import (
     run_params,
     run_spec,
     slot_settings,
+    sweep_params,
+    sweep_point,
+    sweep_spec,
 )
 from dualbench.config.validation import load, schema, validate
-from dualbench.config.vocabulary import LAYOUTS, SLOT_NAMES, layout_slots
+from dualbench.config.vocabulary import LAYOUTS, SLOT_NAMES, alone_layout, layout_slots
 from dualbench.config.yaml_file import read_yaml
 from dualbench.errors import ConfigError
 
@@ -35,8 +41,12 @@ __all__ = [
     "SLOT_NAMES",
     "ConfigError",
     "aggregate_params",
+    "alone_layout",
     "block_params",
     "block_spec",
+    "calibration_dtypes",
+    "calibration_params",
+    "calibration_spec",
     "canonical",
     "convert_params",
     "layout_slots",
@@ -48,5 +58,8 @@ __all__ = [
     "run_spec",
     "schema",
     "slot_settings",
+    "sweep_params",
+    "sweep_point",
+    "sweep_spec",
     "validate",
 ]

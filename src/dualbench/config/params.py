@@ -12,7 +12,15 @@ import json
 from typing import Any
 
 from dualbench.config.blocks import block_order
-from dualbench.config.vocabulary import INT4_CONVERT_KEYS, PER_SLOT_KEYS, SLOT_NAMES, layout_slots
+from dualbench.config.vocabulary import (
+    COLOCATED,
+    INT4_CONVERT_KEYS,
+    PER_SLOT_KEYS,
+    PRECISION_DTYPES,
+    SLOT_NAMES,
+    alone_layout,
+    layout_slots,
+)
 
 
 def _normalise_numbers(value: Any) -> Any:
@@ -34,10 +42,15 @@ def canonical(value: Any) -> str:
 
 
 def slot_settings(cfg: dict, scenario: str, slot: str) -> dict:
-    """The per-slot workload of ``scenario``: scenario-wide values with the slot's overrides."""
+    """The per-slot workload of ``scenario``: scenario-wide values with the slot's overrides.
+    ``arrival`` is there only for an open-loop slot: a closed-loop slot's settings are what
+    they were before open loops existed, so its runs keep their cache keys."""
     sc = cfg["scenarios"][scenario]
     merged = {k: sc[k] for k in PER_SLOT_KEYS}
+    merged["arrival"] = sc.get("arrival")
     merged.update(sc.get("slots", {}).get(slot, {}))
+    if merged["arrival"] is None:
+        del merged["arrival"]
     return merged
 
 
@@ -57,6 +70,12 @@ def convert_params(cfg: dict, precision: str) -> str:
     if precision == "int4":
         params["int4"] = {k: cfg["int4"][k] for k in INT4_CONVERT_KEYS}
     return canonical(params)
+
+
+def _cpu_only(cfg: dict) -> bool:
+    return cfg["resolved"]["device"] == "cpu" or (
+        cfg["slots"] != "auto" and all(s.startswith("cpu:") for s in cfg["slots"])
+    )
 
 
 def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
@@ -85,10 +104,7 @@ def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
     }
     # The allocator setting exists only on accelerators: on a CPU-only config it is not part
     # of the run, so editing it reruns nothing there.
-    cpu_only = cfg["resolved"]["device"] == "cpu" or (
-        cfg["slots"] != "auto" and all(s.startswith("cpu:") for s in cfg["slots"])
-    )
-    if not cpu_only:
+    if not _cpu_only(cfg):
         spec["allocator"] = cfg["allocator"]
     if precision == "int4":
         spec["int4_kernel"] = cfg["int4"]["kernel"]
@@ -123,6 +139,90 @@ def block_spec(cfg: dict, scenario: str, precision: str, repeat: int) -> dict:
 
 def block_params(cfg: dict, scenario: str, precision: str, repeat: int) -> str:
     return canonical(block_spec(cfg, scenario, precision, repeat))
+
+
+def sweep_point(fraction: float) -> str:
+    """The name of a sweep point (its results folder): f0, f0.2, f1."""
+    return f"f{fraction:g}"
+
+
+def sweep_spec(cfg: dict, scenario: str, precision: str, repeat: int) -> dict:
+    """Block ``repeat`` of the contention sweep of ``scenario`` x ``precision``: one run per
+    fraction of the neighbour's solo capacity, in a seeded order (as a block's layouts), each
+    a run spec with a ``sweep`` entry. Fraction 0 is the victim alone; at the others the victim
+    runs the scenario closed-loop beside the neighbour's open-loop arrivals, whose rate
+    (fraction x capacity) the sweep job sets once it has read the capacity. The fractions are
+    sorted, so reordering them in the YAML reruns nothing."""
+    sc = cfg["scenarios"][scenario]
+    sweep = sc["sweep"]
+    victim, neighbour = sweep["victim"], sweep["neighbour"]
+    fractions = sorted(float(f) for f in sweep["fractions"])
+    points = {sweep_point(f): f for f in fractions}
+    order = block_order(list(points), sc["seed"], f"{scenario}/sweep", precision, repeat)
+    runs = {}
+    for position, point in enumerate(order, start=1):
+        fraction = points[point]
+        layout = alone_layout(victim) if fraction == 0 else COLOCATED
+        spec = run_spec(cfg, scenario, precision, layout)
+        spec["slots"] = {s: v for s, v in spec["slots"].items() if s in (victim, neighbour)}
+        spec["slots"][victim].pop("arrival", None)  # the victim always runs closed-loop
+        if fraction > 0:
+            spec["slots"][neighbour]["arrival"] = {
+                "process": sweep["process"],
+                "rate_rps": None,  # fraction x the neighbour's measured capacity, at run time
+                "burstiness": sweep["burstiness"],
+                "max_backlog": 1.0,  # driven to saturation on purpose: never invalid
+            }
+        spec.update(repeat=repeat, position=position)
+        spec["sweep"] = {"victim": victim, "neighbour": neighbour, "fraction": fraction}
+        runs[point] = spec
+    return {
+        "scenario": scenario,
+        "precision": precision,
+        "repeat": repeat,
+        "victim": victim,
+        "neighbour": neighbour,
+        "order": order,
+        "runs": runs,
+    }
+
+
+def sweep_params(cfg: dict, scenario: str, precision: str, repeat: int) -> str:
+    return canonical(sweep_spec(cfg, scenario, precision, repeat))
+
+
+def calibration_dtypes(cfg: dict) -> list[str]:
+    """The compute dtypes of the config's precisions (int4 computes in bf16): one calibration
+    per slot and dtype."""
+    return sorted({PRECISION_DTYPES[p] for p in cfg["precisions"]})
+
+
+def calibration_spec(cfg: dict, slot: str, dtype: str) -> dict:
+    """What the calibration of ``slot`` in ``dtype`` needs: every slot's device (the contended
+    copy runs on all of them), the dtype and the calibration settings. Scenarios, models and
+    precisions are not in it: editing them never recalibrates."""
+    settings = cfg["calibration"]
+    mib = settings["copy_mib"]
+    spec = {
+        "device": cfg["resolved"]["device"],
+        "slots": cfg["slots"]
+        if cfg["slots"] == "auto"
+        else dict(zip(SLOT_NAMES, cfg["slots"], strict=True)),
+        "names": list(SLOT_NAMES),
+        "slot": slot,
+        "dtype": dtype,
+        "repeats": settings["repeats"],
+        "copy_bytes": None if mib == "auto" else mib * 2**20,
+        "matmul_n": None if settings["matmul_n"] == "auto" else settings["matmul_n"],
+        "allocator": "",
+    }
+    if not _cpu_only(cfg):
+        spec["allocator"] = cfg["allocator"]
+    return spec
+
+
+def calibration_params(cfg: dict, slot: str, dtype: str) -> str:
+    return canonical(calibration_spec(cfg, slot, dtype))
 
 
 def report_params(cfg: dict) -> str:

@@ -18,7 +18,7 @@ import yaml
 from dualbench.config.machine_fit import resolve_on, unresolved
 from dualbench.config.model_sources import parse_source, validate_checkpoint
 from dualbench.config.params import slot_settings
-from dualbench.config.vocabulary import SLOT_NAMES
+from dualbench.config.vocabulary import SLOT_NAMES, alone_layout
 from dualbench.config.yaml_file import read_yaml
 from dualbench.errors import ConfigError, SourceError
 
@@ -137,7 +137,10 @@ def _check_semantics(cfg: dict) -> None:
             limits[slot] = model_context_length(source)
         except (ConfigError, SourceError) as error:
             raise ConfigError(f"models.{slot}.source: {error}") from None
-    for name in cfg["scenarios"]:
+    for name, scenario in cfg["scenarios"].items():
+        _check_arrivals(name, scenario)
+        if scenario["sweep"] is not None:
+            _check_sweep(name, scenario["sweep"], cfg["layouts"])
         for slot in SLOT_NAMES:
             settings = slot_settings(cfg, name, slot)
             limit = limits[slot]
@@ -147,6 +150,44 @@ def _check_semantics(cfg: dict) -> None:
                     f"scenarios.{name}: prompt_tokens + new_tokens = {need} for slot {slot} "
                     f"exceeds the context of model {slot} ({limit} tokens); shorten the prompt"
                 )
+
+
+def _check_arrivals(name: str, scenario: dict) -> None:
+    """A burstiness other than 1 means gamma gaps: with process poisson it would be ignored."""
+    where = [(f"scenarios.{name}.arrival", scenario["arrival"])]
+    where += [
+        (f"scenarios.{name}.slots.{slot}.arrival", over.get("arrival"))
+        for slot, over in scenario["slots"].items()
+    ]
+    where.append((f"scenarios.{name}.sweep", scenario["sweep"]))
+    for key, arrival in where:
+        if arrival and arrival["process"] == "poisson" and arrival["burstiness"] != 1:
+            raise ConfigError(
+                f"{key}: burstiness {arrival['burstiness']} applies to process gamma only "
+                "(poisson is gamma with burstiness 1); set process: gamma or drop burstiness"
+            )
+
+
+def _check_sweep(name: str, sweep: dict, layouts: list[str]) -> None:
+    """The neighbour defaults to the other slot; fraction 0 anchors the curve; the neighbour's
+    solo capacity comes from its alone run of the same block, so that layout must run."""
+    key = f"scenarios.{name}.sweep"
+    victim = sweep["victim"]
+    if "neighbour" not in sweep:
+        sweep["neighbour"] = next(s for s in SLOT_NAMES if s != victim)
+    if sweep["neighbour"] == victim:
+        raise ConfigError(f"{key}: victim and neighbour are both {victim}; name two slots")
+    if 0 not in sweep["fractions"]:
+        raise ConfigError(
+            f"{key}.fractions: {sweep['fractions']} lacks 0 (the victim alone, the curve's "
+            "BW_max); add 0"
+        )
+    needed = alone_layout(sweep["neighbour"])
+    if needed not in layouts:
+        raise ConfigError(
+            f"{key}: the neighbour's solo capacity comes from layout {needed}, which layouts "
+            f"{layouts} does not run; add {needed} to layouts"
+        )
 
 
 def model_context_length(source: str) -> int | None:

@@ -1,0 +1,162 @@
+"""The config of open-loop arrivals, contention sweeps and calibration: validation (one line,
+naming the key), and what the sweep, run and calibration specs hold."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from dualbench import config
+from dualbench.config import ConfigError
+
+TINY = "synthetic:llama-3.2-tiny"
+
+
+def base() -> dict:
+    return {
+        "models": {"A": {"source": TINY}, "B": {"source": TINY}},
+        "precisions": ["bf16", "int4"],
+        "scenarios": {
+            "s": {"prompt_tokens": 8, "sweep": {"fractions": [0, 0.5, 1]}},
+            "t": {"prompt_tokens": 8},
+        },
+    }
+
+
+def error_of(edit) -> str:
+    cfg = base()
+    edit(cfg)
+    with pytest.raises(ConfigError) as info:
+        config.validate(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("edit", "must_contain"),
+    [
+        (
+            lambda c: c["scenarios"]["s"]["sweep"].update(fractions=[0.5, 1, 2]),
+            ["scenarios.s.sweep.fractions", "lacks 0", "add 0"],
+        ),
+        (
+            lambda c: c["scenarios"]["s"]["sweep"].update(victim="B", neighbour="B"),
+            ["scenarios.s.sweep", "both B"],
+        ),
+        (
+            lambda c: c.update(layouts=["alone_A", "colocated"]),
+            ["scenarios.s.sweep", "alone_B", "add alone_B to layouts"],
+        ),
+        (
+            lambda c: c["scenarios"]["s"]["sweep"].update(fractions=[0, 1]),
+            ["scenarios.s.sweep.fractions"],
+        ),
+        (
+            lambda c: c["scenarios"]["t"].update(arrival={"rate_rps": 2, "burstiness": 0.5}),
+            ["scenarios.t.arrival", "burstiness 0.5", "process gamma"],
+        ),
+        (
+            lambda c: c["scenarios"]["t"].update(slots={"B": {"arrival": {"rate_rps": 0}}}),
+            ["scenarios.t.slots.B.arrival"],
+        ),
+        (
+            lambda c: c["scenarios"]["t"].update(arrival={"process": "uniform", "rate_rps": 1}),
+            ["scenarios.t.arrival"],
+        ),
+        (lambda c: c.update(calibration={"repeats": 2}), ["calibration.repeats"]),
+        (lambda c: c.update(calibration={"copy_mib": "big"}), ["calibration.copy_mib"]),
+    ],
+    ids=[
+        "no-zero",
+        "same-slot",
+        "no-neighbour-alone",
+        "too-few-points",
+        "poisson-burstiness",
+        "zero-rate",
+        "unknown-process",
+        "few-repeats",
+        "bad-size",
+    ],
+)
+def test_one_line_errors_name_the_key(edit, must_contain):
+    message = error_of(edit)
+    for part in must_contain:
+        assert part in message, (part, message)
+
+
+def test_sweep_defaults_the_neighbour_to_the_other_slot():
+    cfg = config.validate(base())
+    sweep = cfg["scenarios"]["s"]["sweep"]
+    assert (sweep["victim"], sweep["neighbour"], sweep["process"]) == ("A", "B", "poisson")
+    assert cfg["scenarios"]["t"]["sweep"] is None
+    assert cfg["calibration"] == {"repeats": 10, "copy_mib": "auto", "matmul_n": "auto"}
+
+
+def test_a_closed_loop_slot_has_no_arrival_key_so_its_runs_keep_their_cache_keys():
+    cfg = config.validate(base())
+    assert "arrival" not in config.slot_settings(cfg, "t", "A")
+    raw = base()
+    raw["scenarios"]["t"]["arrival"] = {"rate_rps": 2}
+    raw["scenarios"]["t"]["slots"] = {"A": {"arrival": None}}
+    cfg = config.validate(raw)
+    assert "arrival" not in config.slot_settings(cfg, "t", "A")  # null: closed loop
+    assert config.slot_settings(cfg, "t", "B")["arrival"] == {
+        "process": "poisson",
+        "rate_rps": 2,
+        "burstiness": 1,
+        "max_backlog": 0.1,
+    }
+
+
+def test_sweep_spec_points_victim_and_neighbour():
+    cfg = config.validate(base())
+    spec = config.sweep_spec(cfg, "s", "bf16", 1)
+    assert sorted(spec["order"]) == ["f0", "f0.5", "f1"]
+    alone = spec["runs"]["f0"]
+    assert alone["layout"] == "alone_A" and list(alone["slots"]) == ["A"]
+    loaded = spec["runs"]["f0.5"]
+    assert loaded["layout"] == "colocated"
+    assert "arrival" not in loaded["slots"]["A"]  # the victim runs closed-loop
+    arrival = loaded["slots"]["B"]["arrival"]
+    assert arrival["process"] == "poisson" and arrival["rate_rps"] is None
+    assert loaded["sweep"] == {"victim": "A", "neighbour": "B", "fraction": 0.5}
+    assert [spec["runs"][p]["position"] for p in spec["order"]] == [1, 2, 3]
+
+
+def test_sweep_order_is_seeded_per_block_and_every_point_takes_each_place():
+    cfg = config.validate(base())
+    orders = [tuple(config.sweep_spec(cfg, "s", "bf16", r)["order"]) for r in range(1, 7)]
+    assert len(set(orders)) == 6  # 3 points: 3! orders, blocks 1..6 all differ
+    assert orders == [tuple(config.sweep_spec(cfg, "s", "bf16", r)["order"]) for r in range(1, 7)]
+    for place in range(3):
+        assert {o[place] for o in orders} == {"f0", "f0.5", "f1"}
+
+
+def test_a_victim_scenario_arrival_does_not_reach_the_sweep():
+    raw = base()
+    raw["scenarios"]["s"]["arrival"] = {"rate_rps": 3}
+    spec = config.sweep_spec(config.validate(raw), "s", "bf16", 1)
+    assert "arrival" not in spec["runs"]["f1"]["slots"]["A"]
+    assert spec["runs"]["f1"]["slots"]["B"]["arrival"]["rate_rps"] is None
+
+
+def test_calibration_spec_reads_slots_dtype_and_settings_only():
+    cfg = config.validate(base())
+    assert config.calibration_dtypes(cfg) == ["bfloat16"]  # bf16 and int4 compute in bf16
+    spec = config.calibration_spec(cfg, "B", "bfloat16")
+    assert spec["slot"] == "B" and spec["slots"] == "auto" and spec["names"] == ["A", "B"]
+    assert spec["copy_bytes"] is None and spec["matmul_n"] is None and spec["repeats"] == 10
+    raw = copy.deepcopy(base())
+    raw["scenarios"]["s"]["prompt_tokens"] = 16
+    raw["models"]["A"]["seed"] = 5
+    raw["precisions"] = ["bf16"]
+    same = config.calibration_params(config.validate(raw), "B", "bfloat16")
+    assert same == config.calibration_params(cfg, "B", "bfloat16")
+    raw["calibration"] = {"copy_mib": 64, "matmul_n": 256}
+    sized = config.calibration_spec(config.validate(raw), "B", "bfloat16")
+    assert (sized["copy_bytes"], sized["matmul_n"]) == (64 * 2**20, 256)
+    raw["slots"] = ["cpu:0", "cpu:1"]
+    placed = config.calibration_spec(config.validate(raw), "B", "bfloat16")
+    assert placed["slots"] == {"A": "cpu:0", "B": "cpu:1"}
