@@ -130,6 +130,12 @@ def test_progress_says_requests_window_time_and_time_to_go():
     )
 
 
+def test_an_open_loop_slot_owes_no_request_count():
+    assert progress_text("B", PROGRESS, None, ["A", "B"]).startswith(
+        "slot B 3 requests (open loop), 12.4 s into the window"
+    )
+
+
 def test_progress_under_a_second_to_go_is_not_rounded_to_zero():
     event = {**PROGRESS, "remaining_s": 0.4}
     assert progress_text("A", event, 3, ["A"]).endswith("<1 s to go")

@@ -3,8 +3,9 @@ after another, the next starting when one returns, until the runner says stop.
 
 A schedule is what a worker does between ``go`` and ``stop``: it waits for the release, drives
 the calls, tells the runner when its own criteria are met and how far it is, and returns what
-the analysis needs (release time, every call's timestamps, the worker's CPU clock). Other
-schedules (open-loop arrivals, lockstep) go beside this one with the same inputs and result.
+the analysis needs (release time, every call's timestamps, the worker's CPU clock, when it saw
+``stop``). Other schedules go beside this one with the same inputs and result: open-loop
+arrivals (dualbench.measure.open_loop); lockstep to come.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dualbench.measure.protocol import Event, WorkerChannel
 
@@ -23,6 +24,27 @@ class ScheduleResult:
     calls: list[dict]  # timed_generate's record of every call, in order
     cpu_times: list[tuple[int, float]]  # (perf_counter_ns, process CPU seconds)
     met_ns: int | None  # when the slot first met its criteria
+    # "closed" or "open": how the analysis reads the calls (an open-loop slot's window ends
+    # at stop_ns, and its calls carry arrival and queueing times).
+    schedule: str = "closed"
+    # When the schedule saw ``stop`` (closed loop: after the call in flight returned).
+    stop_ns: int | None = None
+    # Open loop only: every arrival due up to stop_ns, served or not (the backlog's input).
+    arrivals_ns: list[int] = field(default_factory=list)
+
+    def record_fields(self) -> dict:
+        """The worker result's fields for the schedule: an open-loop slot's arrivals are
+        only written for it, so a closed-loop result keeps its shape."""
+        fields = {
+            "schedule": self.schedule,
+            "release_ns": self.release_ns,
+            "met_ns": self.met_ns,
+            "stop_ns": self.stop_ns,
+            "calls": self.calls,
+        }
+        if self.schedule == "open":
+            fields["arrivals_ns"] = self.arrivals_ns
+        return fields
 
 
 def criteria_met(calls: int, batch_size: int, min_requests: int, now_ns: int, deadline_ns: int):
@@ -50,7 +72,8 @@ def closed_loop(
     min_requests: int,
 ) -> ScheduleResult:
     """Wait for ``go``, then call ``generate(i)`` for i = 0, 1, ... back to back until
-    ``stop``. ``generate`` runs one call and returns its record (dualbench.measure.engine)."""
+    ``stop``. ``generate`` runs one call and returns its record (dualbench.measure.engine).
+    ``stop`` is checked between calls, so stop_ns is when the call in flight returned."""
     channel.wait_go()
     release_ns = time.perf_counter_ns()
     deadline_ns = release_ns + int(duration_s * 1e9)
@@ -76,4 +99,5 @@ def closed_loop(
             remaining_s=round(left_s, 3),
             met=met_ns is not None,
         )
-    return ScheduleResult(release_ns, calls, cpu_times, met_ns)
+    stop_ns = time.perf_counter_ns()
+    return ScheduleResult(release_ns, calls, cpu_times, met_ns, "closed", stop_ns)

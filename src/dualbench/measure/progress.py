@@ -13,7 +13,11 @@ class RunLog:
     def __init__(self, spec: dict):
         self.prefix = f"dualbench run {spec['scenario']}/{spec['precision']}/{spec['layout']}"
         self.duration_s = spec["duration_s"]
-        self.min_requests = {name: s["min_requests"] for name, s in spec["slots"].items()}
+        # An open-loop slot owes no request count: its arrivals decide it.
+        self.min_requests = {
+            name: None if s.get("arrival") else s["min_requests"]
+            for name, s in spec["slots"].items()
+        }
 
     def line(self, text: str) -> None:
         print(f"{self.prefix}: {text}", file=sys.stderr, flush=True)
@@ -36,13 +40,15 @@ class RunLog:
         self.line(f"every slot met its criteria {window_s:.1f} s into the window; stopping")
 
 
-def progress_text(slot: str, event: dict, min_requests: int, waiting_for: list[str]) -> str:
+def progress_text(slot: str, event: dict, min_requests: int | None, waiting_for: list[str]) -> str:
     """One slot's progress after a call (a worker's progress event). ``waiting_for``: the
-    slots that have not met their criteria yet."""
-    done = (
-        f"slot {slot} {event['requests']}/{min_requests} requests, "
-        f"{event['elapsed_s']:.1f} s into the window"
+    slots that have not met their criteria yet; ``min_requests`` None: an open-loop slot."""
+    count = (
+        f"{event['requests']} requests (open loop)"
+        if min_requests is None
+        else (f"{event['requests']}/{min_requests} requests")
     )
+    done = f"slot {slot} {count}, {event['elapsed_s']:.1f} s into the window"
     if not event["met"]:
         left = event["remaining_s"]
         return f"{done}, {'<1' if left < 1 else f'~{left:.0f}'} s to go"

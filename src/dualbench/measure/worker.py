@@ -6,8 +6,11 @@ OMP_NUM_THREADS must exist before torch initialises, which is why workers are fr
 interpreters and never forks).
 
 Between loading and its result it speaks the runner's protocol (dualbench.measure.protocol)
-and follows a schedule (dualbench.measure.closed_loop): it keeps loading the device until every
-slot has met its criteria, so the co-located window is as long as the slowest slot needs.
+and follows a schedule: it keeps loading the device until every slot has met its criteria, so
+the co-located window is as long as the slowest slot needs. The slot's settings pick it:
+``arrival`` null or absent is the closed loop (dualbench.measure.closed_loop, back-to-back
+calls), an ``arrival`` mapping the open loop (dualbench.measure.open_loop, seeded arrivals at
+rate_rps).
 
 A worker never outlives its runner (dualbench.measure.lifetime): it holds a device, and a
 benchmark nobody waits for only skews whatever runs next on that device.
@@ -25,11 +28,23 @@ from pathlib import Path
 
 from dualbench.measure.closed_loop import closed_loop
 from dualbench.measure.lifetime import PARENT_PID_ENV, die_with_parent
+from dualbench.measure.open_loop import open_loop
 from dualbench.measure.protocol import Event, WorkerChannel
 
 # Fault injection for the pipeline's own failure tests: DUALBENCH_FAULT="<slot>:<kind>" with kind
 # crash | hang | oom, applied after loading. Never set in normal use.
 FAULT_ENV = "DUALBENCH_FAULT"
+# The config.json keys of a Llama decoder's shape (analysis.roofline.Shape.from_config).
+SHAPE_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "tie_word_embeddings",
+)
 
 
 def _inject_fault(slot: str) -> None:
@@ -119,22 +134,32 @@ def run_worker(spec: dict, channel: WorkerChannel) -> dict:
             daemon=True,
         ).start()
     channel.send(Event.READY, load_s=load_s, warmup_s=warmup_s)
-    schedule = closed_loop(
-        lambda i: timed_generate(model, pool[i % len(pool)], mask, gen_config, backend.synchronize),
-        channel,
-        spec["duration_s"],
-        batch,
-        settings["min_requests"],
-    )
+
+    def generate(i: int) -> dict:
+        return timed_generate(model, pool[i % len(pool)], mask, gen_config, backend.synchronize)
+
+    if settings.get("arrival"):
+        schedule = open_loop(
+            generate,
+            channel,
+            spec["duration_s"],
+            batch,
+            settings["arrival"],
+            spec["seed"],
+            slot.name,
+        )
+    else:
+        schedule = closed_loop(
+            generate, channel, spec["duration_s"], batch, settings["min_requests"]
+        )
     stop_sampling.set()
     return {
         "slot": slot.to_dict(),
         "device": slot.label,
         "utilization": utilization,
         "cpu_times": schedule.cpu_times,
-        "release_ns": schedule.release_ns,
-        "met_ns": schedule.met_ns,
-        "calls": schedule.calls,
+        # schedule, release_ns, met_ns, stop_ns, calls (and an open loop's arrivals_ns)
+        **schedule.record_fields(),
         "load_s": load_s,
         "warmup_s": warmup_s,
         "memory": backend.memory(),
@@ -142,6 +167,8 @@ def run_worker(spec: dict, channel: WorkerChannel) -> dict:
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "weights": weights_info,
         "conversion": conversion,
+        # The shape the roofline's bytes and FLOPs are computed from (analysis.bandwidth).
+        "model_config": {key: getattr(model.config, key, None) for key in SHAPE_KEYS},
     }
 
 
