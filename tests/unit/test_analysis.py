@@ -324,8 +324,10 @@ def test_named_column_groups_cover_the_run_columns_in_order():
         columns.THROUGHPUT_COLUMNS,
         columns.LATENCY_COLUMNS,
         columns.LATENCY_COUNT_COLUMNS,
+        columns.ARRIVAL_COLUMNS,
         columns.MEMORY_COLUMNS,
         columns.WEIGHT_COLUMNS,
+        columns.ROOFLINE_COLUMNS,
         columns.TELEMETRY_RUN_COLUMNS,
         columns.STARTUP_COLUMNS,
         columns.MACHINE_STATE_COLUMNS,
@@ -483,6 +485,10 @@ def test_aggregate_writes_every_table(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "answers.csv",
         "blocks.csv",
+        "calibration.csv",
+        "contention.csv",
+        "contention_curve.csv",
+        "contention_fits.csv",
         "energy.csv",
         "environment.json",
         "int4.csv",
@@ -492,6 +498,11 @@ def test_aggregate_writes_every_table(tmp_path):
         "scaling.csv",
         "telemetry.csv",
     ]
+    # no calibration and no sweep: the contention tables are headers only
+    assert list(pd.read_csv(out / "contention_fits.csv").columns) == (
+        columns.CONTENTION_FIT_COLUMNS
+    )
+    assert pd.read_csv(out / "contention.csv").empty
     # no int4 runs, and records without conversion facts: headers only
     assert pd.read_csv(out / "int4.csv").empty
     assert list(pd.read_csv(out / "precisions.csv").columns) == columns.PRECISION_COLUMNS

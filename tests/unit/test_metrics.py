@@ -362,3 +362,166 @@ def test_weights_loaded_in_another_dtype_invalidate_the_run():
     assert validity(record, window_of(record)) == [
         "slot B: weights loaded as float32, precision fp16 needs float16"
     ]
+
+
+# --- open-loop slots --------------------------------------------------------------------------
+
+
+def open_call(arrival_ms: int, start_ms: int, token_ms: list[int]) -> dict:
+    """An open-loop call as the schedule records it: submit_ns is the arrival."""
+    return {
+        **call(arrival_ms, token_ms),
+        "arrival_ns": ms(arrival_ms),
+        "start_ns": ms(start_ms),
+        "queue_ns": ms(start_ms) - ms(arrival_ms),
+    }
+
+
+# Slot B, released at 0, served in order with calls of 250 ms (tokens 100 and 250 ms after the
+# start): a call starts at the later of its arrival and the previous call's end.
+#   arrival  100: start  100 (idle),         tokens  200,  350: queue   0, TTFT 100
+#   arrival  200: start  350 (after 100's),  tokens  450,  600: queue 150, TTFT 250
+#   arrival  300: start  600,                tokens  700,  850: queue 300, TTFT 400
+#   arrival  900: start  900 (idle again),   tokens 1000, 1150: queue   0, TTFT 100
+#   arrival 1000: start 1150,                tokens 1250, 1400: queue 150, TTFT 250
+#   arrival 1100: start 1400,                tokens 1500, 1650: queue 300, TTFT 400
+# Stop is seen when the last call returns (1650); arrivals 1200, 1300 and 1600 are due by
+# then and never started.
+OPEN_CALLS = [
+    open_call(100, 100, [200, 350]),
+    open_call(200, 350, [450, 600]),
+    open_call(300, 600, [700, 850]),
+    open_call(900, 900, [1000, 1150]),
+    open_call(1000, 1150, [1250, 1400]),
+    open_call(1100, 1400, [1500, 1650]),
+]
+OPEN_ARRIVALS = [100, 200, 300, 900, 1000, 1100, 1200, 1300, 1600]
+ARRIVAL = {"process": "poisson", "rate_rps": 3.0, "burstiness": 1.0, "max_backlog": 0.1}
+
+
+def open_result(calls=None, arrivals=None, stop_ms=1650, release_ms=0) -> dict:
+    return {
+        "schedule": "open",
+        "release_ns": ms(release_ms),
+        "stop_ns": ms(stop_ms),
+        "calls": OPEN_CALLS if calls is None else calls,
+        "arrivals_ns": [ms(a) for a in (OPEN_ARRIVALS if arrivals is None else arrivals)],
+    }
+
+
+def open_record(*, arrival=None, sweep=None, min_requests=100) -> dict:
+    """A closed-loop slot A (back to back from 0 to 1800 ms) beside the open-loop slot B."""
+    record = make_record(
+        {"A": closed_loop(0, 3, 300, 2), "B": []},
+        duration_s=1.6,
+        B={"new_tokens": 2, "min_requests": min_requests, "arrival": arrival or ARRIVAL},
+        A={"new_tokens": 2},
+    )
+    record["slots"]["B"]["result"] = open_result()
+    if sweep:
+        record["spec"]["sweep"] = sweep
+    return record
+
+
+def test_an_open_loop_slot_is_running_until_it_saw_stop():
+    record = open_record()
+    # A's last token at 1800 ms, B's stop at 1650 ms
+    assert window_of(record) == (ms(0), ms(1650))
+    # B idle at the end: its last token at 500 ms, the stop seen at 2000 ms; A ends at 2100 ms
+    idle = open_result([open_call(100, 100, [200, 500])], [100], stop_ms=2000)
+    closed = released(50, closed_loop(50, 1, 1000, 2))  # tokens at 1050, 2050
+    assert co_window({"A": closed, "B": idle}) == (ms(50), ms(2000))
+    # ... and a closed-loop slot's end is still its last token, whatever stop_ns it carries
+    closed |= {"schedule": "closed", "stop_ns": ms(5000)}
+    assert co_window({"A": closed, "B": idle}) == (ms(50), ms(2000))
+    assert co_window({"A": closed, "B": {**idle, "stop_ns": ms(9000)}}) == (ms(50), ms(2050))
+
+
+def test_an_idle_open_loop_slot_without_calls_still_has_a_window():
+    quiet = open_result([], [], stop_ms=1500)
+    closed = released(0, closed_loop(0, 2, 500, 2))  # last token at 2000 ms
+    assert co_window({"A": closed, "B": quiet}) == (ms(0), ms(1500))
+
+
+def test_open_loop_queueing_delay_and_ttft_from_the_arrival():
+    row = slot_metrics(open_result(), {**SETTINGS, "new_tokens": 2, "arrival": ARRIVAL},
+                       (ms(0), ms(1650)))  # fmt: skip
+    assert row["requests"] == 6
+    # TTFT = first token - arrival: [100, 250, 400, 100, 250, 400]
+    # sorted [100, 100, 250, 250, 400, 400]: p90 position 4.5 -> 400
+    assert_stats({k: row[f"ttft_ms_{k}"] for k in metrics.STATS}, 250, 250, 400, 400, 400)
+    # E2E = last token - arrival: [250, 400, 550, 250, 400, 550]
+    assert row["e2e_ms_mean"] == pytest.approx(400)
+    # queue = start - arrival: [0, 150, 300, 0, 150, 300]
+    assert_stats({k: row[f"queue_ms_{k}"] for k in metrics.STATS}, 150, 150, 300, 300, 300)
+    assert row["queue_n"] == 6
+    assert row["arrival"] == "poisson 3.0 rps"
+    assert row["offered_rps"] == 3.0
+    assert row["arrivals"] == 9  # 100 ... 1600, all inside [0, 1650]
+    assert row["backlog"] == 3  # 1200, 1300, 1600: due, not started
+
+
+def test_open_loop_queue_figures_follow_the_requests_inside_the_window_and_the_batch():
+    settings = {**SETTINGS, "new_tokens": 2, "batch_size": 2, "arrival": ARRIVAL}
+    # window to 1200 ms: calls 0-3 inside (their last tokens by 1150), 4 and 5 not
+    row = slot_metrics(open_result(), settings, (ms(0), ms(1200)))
+    assert row["requests"] == 8
+    # per sequence: [0, 150, 300, 0] twice; sorted [0,0,0,0,150,150,300,300]
+    # p50 position 3.5 -> 75; p90 6.3 -> 300
+    assert_stats({k: row[f"queue_ms_{k}"] for k in metrics.STATS}, 112.5, 75, 300, 300, 300)
+    assert row["queue_n"] == 8
+    # due by 1200: 100, 200, 300, 900, 1000, 1100, 1200 (7); started by then: 5
+    assert (row["arrivals"], row["backlog"]) == (7, 2)
+
+
+def test_arrival_labels():
+    assert metrics.arrival_label(None) == ""
+    assert metrics.arrival_label(ARRIVAL) == "poisson 3.0 rps"
+    gamma = {"process": "gamma", "rate_rps": 1.5, "burstiness": 0.5}
+    assert metrics.arrival_label(gamma) == "gamma 1.5 rps b=0.5"
+    assert metrics.arrival_label({**ARRIVAL, "rate_rps": 0.1 * 3}) == "poisson 0.3 rps"
+
+
+def test_a_closed_loop_slot_has_no_arrival_figures_and_the_same_others():
+    settings = {"batch_size": 1, "prompt_tokens": 5}
+    before = slot_metrics({"calls": WINDOW_CALLS}, settings, WINDOW)
+    marked = {"calls": WINDOW_CALLS, "schedule": "closed", "stop_ns": ms(20_000)}
+    assert slot_metrics(marked, settings, WINDOW) == pytest.approx(before, nan_ok=True)
+    assert before["arrival"] == ""
+    assert before["queue_n"] == 0
+    for key in ("offered_rps", "arrivals", "backlog", *(f"queue_ms_{s}" for s in metrics.STATS)):
+        assert math.isnan(before[key]), key
+
+
+def test_an_open_loop_slot_that_cannot_keep_up_invalidates_the_run():
+    record = open_record()
+    # 3 of 9 arrivals queued > max(1, 0.1 x 9); min_requests (100) does not apply to B
+    assert validity(record, window_of(record)) == [
+        "slot B: 3 arrivals still queued at window end (33% of 9, limit 10%): "
+        "it cannot keep up with 3.0 rps"
+    ]
+    assert metrics.validity_warnings(record, window_of(record)) == []
+
+
+def test_a_backlog_within_its_limit_is_valid():
+    # limit max(1, 0.5 x 9 = 4.5): 3 queued is fine
+    record = open_record(arrival={**ARRIVAL, "max_backlog": 0.5})
+    assert validity(record, window_of(record)) == []
+    # one queued arrival is always allowed: the one that arrived just before the window's end
+    record = open_record(arrival={**ARRIVAL, "max_backlog": 0.0})
+    record["slots"]["B"]["result"]["arrivals_ns"] = [ms(a) for a in OPEN_ARRIVALS[:7]]
+    assert validity(record, window_of(record)) == []
+
+
+def test_a_sweep_neighbours_backlog_is_a_warning_not_a_reason():
+    sweep = {"victim": "A", "neighbour": "B", "fraction": 0.4, "capacity_rps": 7.5,
+             "offered_rps": 3.0}  # fmt: skip
+    record = open_record(sweep=sweep)
+    assert validity(record, window_of(record)) == []
+    assert metrics.validity_warnings(record, window_of(record)) == [
+        "slot B: 3 arrivals still queued at window end (33% of 9): the sweep's neighbour, "
+        "driven to saturation at 3.0 rps on purpose; its backlog does not invalidate the run"
+    ]
+    # the victim gets no such pass
+    record = open_record(sweep={**sweep, "victim": "B", "neighbour": "A"})
+    assert validity(record, window_of(record))[0].startswith("slot B: 3 arrivals still queued")

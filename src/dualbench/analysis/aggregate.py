@@ -16,13 +16,26 @@ import pandas as pd
 
 from dualbench.analysis.answers import answers_table
 from dualbench.analysis.blocks import blocks_table
+from dualbench.analysis.calibration import (
+    calibration_rows,
+    peaks_by_slot,
+    read_calibrations,
+    run_peaks,
+)
 from dualbench.analysis.columns import (
+    CALIBRATION_COLUMNS,
     ENERGY_COLUMNS,
     METRICS_FILES,
     REQUEST_COLUMNS,
     RUN_COLUMNS,
     TELEMETRY_COLUMNS,
     run_id,
+)
+from dualbench.analysis.contention import (
+    contention_row,
+    contention_table,
+    curve_table,
+    fits_table,
 )
 from dualbench.analysis.int4 import int4_table, precision_table
 from dualbench.analysis.runs import record_rows
@@ -36,20 +49,26 @@ def aggregate(
     out_dir: Path,
     model_sources: dict[str, str],
     analysis: dict | None = None,
+    calibration_paths=(),
+    sweep_paths=(),
 ) -> None:
     """Read run.json files (each with its telemetry.csv, where recorded) and write every file
     of ``METRICS_FILES`` under ``out_dir``. ``analysis``: the config's analysis section
-    (confidence, equivalence_margin, drift_tolerance)."""
+    (confidence, equivalence_margin, drift_tolerance); ``calibration_paths``: the calibrate
+    rule's records (the roofline's peaks); ``sweep_paths``: the run.json of every contention
+    sweep point (contention tables only, never runs.csv: a sweep point is not a layout)."""
     # Unset keys take the config schema's defaults, so a direct call judges like the pipeline.
     defaults = schema()["properties"]["analysis"]["properties"]
     settings = {key: spec["default"] for key, spec in defaults.items()} | (analysis or {})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    calibrations = read_calibrations(calibration_paths)
+    peaks = peaks_by_slot(calibrations)
     run_rows, request_rows, records, energy_rows, samples = [], [], [], [], []
     for path in run_paths:
         record = json.loads(Path(path).read_text())
         records.append(record)
-        rows = record_rows(record, model_sources, _telemetry_rows(Path(path), record))
+        rows = record_rows(record, model_sources, _telemetry_rows(Path(path), record), peaks)
         run_rows += rows.runs
         request_rows += rows.requests
         energy_rows.append(rows.energy)
@@ -71,8 +90,27 @@ def aggregate(
     confidence, margin = settings["confidence"], settings["equivalence_margin"]
     write("answers", answers_table(runs, energy, confidence, margin))
     write("blocks", blocks_table(runs, telemetry, settings["drift_tolerance"]))
+    write("calibration", pd.DataFrame(calibration_rows(calibrations), columns=CALIBRATION_COLUMNS))
+    contention = contention_table(_sweep_rows(sweep_paths, model_sources, peaks))
+    write("contention", contention)
+    write("contention_curve", curve_table(contention, confidence))
+    write("contention_fits", fits_table(contention, confidence))
     environment = json.dumps(_environment(records, model_sources), indent=2, sort_keys=True)
     (out_dir / METRICS_FILES["environment"]).write_text(environment)
+
+
+def _sweep_rows(sweep_paths, model_sources: dict[str, str], peaks) -> list[dict]:
+    """contention.csv's rows: each sweep point's record reduced like a run's (its telemetry
+    is not needed), its roofline filled, then one row for the victim."""
+    rows = []
+    for path in sweep_paths:
+        record = json.loads(Path(path).read_text())
+        run_rows = record_rows(record, model_sources, [], peaks).runs if record["slots"] else []
+        victim = record["spec"]["sweep"]["victim"]
+        rows.append(
+            contention_row(record, run_rows, run_peaks(peaks, victim, record["spec"]["precision"]))
+        )
+    return rows
 
 
 def _telemetry_rows(run_path: Path, record: dict) -> list[dict]:

@@ -34,6 +34,10 @@ METRICS_FILES = {
     "telemetry": "telemetry.csv",
     "answers": "answers.csv",
     "blocks": "blocks.csv",
+    "calibration": "calibration.csv",
+    "contention": "contention.csv",
+    "contention_curve": "contention_curve.csv",
+    "contention_fits": "contention_fits.csv",
     "environment": "environment.json",
 }
 
@@ -92,6 +96,18 @@ LATENCY_COLUMNS = [f"{m}_ms_{s}" for m in LATENCIES for s in STATS]
 # How many values each latency's statistics are over (ITL: every gap, n - 1 per request), and
 # which p90/p99 are over too few values to be more than the maximum.
 LATENCY_COUNT_COLUMNS = [*(f"{m}_n" for m in LATENCIES), "percentile_note"]
+# An open-loop slot's arrivals (dualbench.measure.open_loop): its process and rate in words,
+# the rate it was offered (requests/s), the arrivals due inside the window, those due by its
+# end not yet started (the backlog), and how long requests queued before they started (ms;
+# over the requests inside the window, as the latencies). Empty, NaN and 0 for a closed loop.
+ARRIVAL_COLUMNS = [
+    "arrival",
+    "offered_rps",
+    "arrivals",
+    "backlog",
+    *(f"queue_ms_{s}" for s in STATS),
+    "queue_n",
+]
 MEMORY_COLUMNS = [
     "peak_mem_bytes",
     "mem_reserved_peak_bytes",
@@ -115,6 +131,31 @@ TELEMETRY_RUN_COLUMNS = [
     "energy_note",
 ]
 STARTUP_COLUMNS = ["load_s", "warmup_s"]
+# The roofline of the slot (dualbench.analysis.bandwidth): what a decode step reads and
+# computes, what it achieved against the slot's calibrated peaks, and the regime that follows.
+# ``mbu`` is the decode phase's, ``mfu`` the prefill's; ``regime`` is that of the phase that
+# takes the larger part of a request's time.
+ROOFLINE_COLUMNS = [
+    "decode_bytes_per_step",
+    "decode_flops_per_step",
+    "decode_intensity",
+    "decode_bw_bytes_s",
+    "decode_flop_s",
+    "mbu",
+    "decode_mfu",
+    "decode_regime",
+    "prefill_bytes",
+    "prefill_flops",
+    "prefill_intensity",
+    "prefill_bw_bytes_s",
+    "prefill_flop_s",
+    "prefill_mbu",
+    "mfu",
+    "prefill_regime",
+    "regime",
+    "peak_bw_bytes_s",
+    "peak_flop_s",
+]
 # The machine when the run started (dualbench.hardware.machine_state): the drift guard's input.
 MACHINE_STATE_COLUMNS = ["loadavg_1m", "cpu_mhz"]
 RUN_COLUMNS = [
@@ -126,8 +167,10 @@ RUN_COLUMNS = [
     *THROUGHPUT_COLUMNS,
     *LATENCY_COLUMNS,
     *LATENCY_COUNT_COLUMNS,
+    *ARRIVAL_COLUMNS,
     *MEMORY_COLUMNS,
     *WEIGHT_COLUMNS,
+    *ROOFLINE_COLUMNS,
     *TELEMETRY_RUN_COLUMNS,
     *STARTUP_COLUMNS,
     *MACHINE_STATE_COLUMNS,
@@ -155,6 +198,7 @@ REQUEST_COLUMNS = [
     "index",
     "in_window",
     "submit_s",
+    "queue_ms",
     "ttft_ms",
     "tpot_ms",
     "e2e_ms",
@@ -237,4 +281,93 @@ BLOCK_COLUMNS = [
     "device_temp_c",
     "drift",
     "drift_note",
+]
+# One row per slot and compute dtype (dualbench.measure.calibration): the slot's copy bandwidth
+# alone and while every slot copies (bytes/s of read + write traffic: a copy of S bytes moves
+# 2S), and its square-matmul throughput in the dtype (FLOP/s). ``*_spread``: (p75 - p25) /
+# median of the samples.
+CALIBRATION_COLUMNS = [
+    "slot",
+    "device",
+    "backend",
+    "dtype",
+    "copy_bytes",
+    "llc_bytes",
+    "copy_alone_bytes_s",
+    "copy_alone_spread",
+    "copy_contended_bytes_s",
+    "copy_contended_total_bytes_s",
+    "contended_slots",
+    "matmul_n",
+    "matmul_flop_s",
+    "matmul_spread",
+    "repeats",
+    "note",
+]
+# One row per point of a contention sweep (dualbench.analysis.contention): the victim runs its
+# scenario closed-loop while the neighbour's open-loop rate steps up; ``fraction`` of the
+# neighbour's solo capacity ``capacity_rps`` (its alone run of the same block) gives the
+# offered rate ``offered_rps``; fraction 0 is the victim alone.
+CONTENTION_COLUMNS = [
+    "scenario",
+    "precision",
+    "repeat",
+    "position",
+    "victim",
+    "neighbour",
+    "fraction",
+    "offered_rps",
+    "capacity_rps",
+    "neighbour_rps",
+    "backlog",
+    "victim_tpot_ms",
+    "victim_throughput_tok_s",
+    "victim_bw_bytes_s",
+    "neighbour_bw_bytes_s",
+    "pair_bw_bytes_s",
+    "ceiling_bytes_s",
+    "valid",
+    "invalid_reasons",
+    "note",
+]
+# The sweep over blocks: one row per point and metric (victim_tpot_ms, victim_bw_bytes_s,
+# neighbour_bw_bytes_s, pair_bw_bytes_s, neighbour_rps), with its interval over the blocks.
+CONTENTION_CURVE_COLUMNS = [
+    "scenario",
+    "precision",
+    "victim",
+    "neighbour",
+    "fraction",
+    "offered_rps",
+    "metric",
+    "estimate",
+    "lo",
+    "hi",
+    "n",
+    "confidence",
+    "method",
+]
+# Every parameter any contention model has (dualbench.analysis.contention_fit.PARAMS); a
+# model leaves the others empty.
+FIT_PARAMS = ("bw_max", "k", "bw_inf", "beta")
+# One row per sweep and model fitted to victim_bw_bytes_s against offered_rps.
+CONTENTION_FIT_COLUMNS = [
+    "scenario",
+    "precision",
+    "victim",
+    "neighbour",
+    "model",
+    "formula",
+    *[f"{p}{side}" for p in FIT_PARAMS for side in ("", "_lo", "_hi")],
+    "ceiling_bytes_s",
+    "aicc",
+    "delta_aicc",
+    "n",
+    "rss",
+    "residuals",
+    "converged",
+    "preferred",
+    "distinguishable",
+    "confidence",
+    "note",
 ]

@@ -74,6 +74,24 @@ def _predict(model: str, theta: np.ndarray, r: np.ndarray, ceiling: float) -> np
     return t[0] * np.minimum(1.0, ceiling / np.maximum(t[0] + t[1] * r, 1e-300))
 
 
+def curve(model: str, params, rates, ceiling: float = math.nan) -> np.ndarray | None:
+    """A fitted model at ``rates`` from its reported parameters (a Fit's ``params`` or a
+    contention_fits.csv row): None for an unknown model or a missing parameter, or for
+    fair_share without a finite ceiling C."""
+    names = PARAMS.get(model)
+    if names is None:
+        return None
+    values = [float(params.get(name, math.nan)) for name in names]
+    if not all(math.isfinite(v) for v in values):
+        return None
+    if model == "fair_share" and not math.isfinite(ceiling):
+        return None
+    if model == "floor":  # reported bw_inf -> the internal fraction bw_inf / bw_max
+        bw_max, bw_inf, k = values
+        values = [bw_max, bw_inf / bw_max if bw_max > 0 else 0.0, k]
+    return _predict(model, np.array(values), np.asarray(rates, dtype=float), float(ceiling))
+
+
 def _jacobian(model: str, theta: np.ndarray, r: np.ndarray, ceiling: float) -> np.ndarray:
     """d curve / d theta: (n, p), or (B, n, p) for a batch."""
     t = [theta[..., i, None] for i in range(theta.shape[-1])]

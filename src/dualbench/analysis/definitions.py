@@ -6,8 +6,11 @@ definitions section.
 
 from __future__ import annotations
 
+from dualbench.analysis.contention import N_BOOT
+from dualbench.analysis.contention_fit import DISTINGUISHABLE, MODELS
 from dualbench.analysis.intervals import METHODS, PAIRED, PERCENTILE_MIN_N, UNPAIRED, VALUE
 from dualbench.analysis.metrics import MIN_WINDOW_FRACTION
+from dualbench.analysis.roofline import BOUND_FRACTION
 from dualbench.models.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
 
 DEFINITIONS = [
@@ -25,14 +28,16 @@ DEFINITIONS = [
     (
         "Request",
         "One sequence of a generate() call; a call carries batch_size requests that "
-        "share timestamps. Workers run a closed loop: the next call starts when one returns.",
+        "share timestamps. A slot runs a closed loop (the next call starts when one returns) "
+        "unless it has open-loop arrivals (below).",
     ),
     (
         "Co-located window",
         "From the latest barrier release to the earliest last token over the slots of a run: "
         "the interval in which every slot was running. Workers keep running until every slot "
         "has been measured for duration_s and min_requests, so each slot's load lasts the "
-        "whole window. For a slot alone, the window is its release to its last token.",
+        "whole window. For a slot alone, the window is its release to its last token. An "
+        "open-loop slot may idle at the end: its end is when it was told to stop.",
     ),
     ("TTFT", "first token time − submit time, per request."),
     ("TPOT", "(last token time − first token time) / (n − 1), n = new tokens of the request."),
@@ -186,5 +191,76 @@ DEFINITIONS = [
         "temperature's first sample where the telemetry has one); a block whose alone "
         "throughput of a slot differs from the median of the other blocks' by more than "
         "analysis.drift_tolerance is flagged in blocks.csv and the report.",
+    ),
+    (
+        "Open-loop arrivals",
+        "a slot with an arrival setting is sent calls at seeded random times, whether or not "
+        "it is free: gaps drawn from a gamma distribution of shape burstiness (1: Poisson) "
+        "and mean batch_size / rate_rps, scaled per chunk of 1,000 to the exact mean. The "
+        "slot serves them one at a time in arrival order; a request's submit time is its "
+        "scheduled arrival, so TTFT and E2E include its queueing delay, reported apart as "
+        "queue_ms (start − arrival). Its window end is when it was told to stop. Backlog: "
+        "arrivals due by the window's end not yet started; above max(1, max_backlog × the "
+        "window's arrivals) the run is invalid (except a sweep's neighbour: see below).",
+    ),
+    (
+        "Calibration",
+        "per slot and compute dtype, in fresh processes pinned like the workers: copy "
+        "bandwidth = 2 × buffer bytes / time of dst.copy_(src) (read + write traffic, the "
+        "STREAM convention), the median of calibration.repeats copies of a buffer of at least "
+        "4 × the last-level cache (CPU) or 1 GiB (accelerators), alone and while every slot "
+        "copies at once (contended; total = the sum over slots); matmul throughput = 2n³ / "
+        "time of a square n × n matmul in the dtype, the median of repeats.",
+    ),
+    (
+        "Bytes per decode step",
+        "W + B · (T + n/2) · 2·L·G·h·s: W the weights a forward pass reads (the blocks' "
+        "linear layers as stored — INT4 packed values, scales, zero points — plus lm_head "
+        "V·d and the norms (2L + 1)·d in the 16-bit dtype; with tied embeddings the "
+        "embedding table is lm_head, counted once), plus every sequence's KV cache at its "
+        "mean length over the decode steps (T prompt + n/2; L layers, G KV heads, h "
+        "head_dim, s bytes per value of the compute dtype). Activations are left out.",
+    ),
+    (
+        "Achieved bandwidth and MBU",
+        "decode: bytes per decode step / mean TPOT; MBU = that / the slot's calibrated copy "
+        "bandwidth alone (also for co-located runs: how far below its own ceiling "
+        "co-location pushes a slot). Prefill: (W + B·T·2·L·G·h·s) / (mean TTFT − mean "
+        "queue_ms).",
+    ),
+    (
+        "FLOPs and MFU",
+        "prefill: 2·P·B·T (P the blocks' linear parameters) + 2·V·d·B (lm_head on the last "
+        "position) + B·2·L·H·h·T² (causal attention); a decode step: 2·(P + V·d)·B + "
+        "B·4·L·H·h·c at context c, averaged over the steps. MFU = achieved FLOP/s / the "
+        "slot's calibrated matmul FLOP/s in the compute dtype. Arithmetic intensity = "
+        "FLOPs / bytes.",
+    ),
+    (
+        "Regime",
+        f"per phase: bandwidth-bound when MBU ≥ {BOUND_FRACTION:g} and MBU ≥ MFU; "
+        f"compute-bound when MFU ≥ {BOUND_FRACTION:g} and MFU > MBU; else overhead-bound "
+        "(neither resource used to half its ceiling: launch, synchronisation, host and "
+        "framework time dominate). A slot's regime is that of the phase taking the larger "
+        "part of a request: prefill (TTFT) or decode (TPOT × (n − 1)).",
+    ),
+    (
+        "Contention sweep",
+        "per block: the victim runs the scenario closed-loop while the neighbour runs it "
+        "open-loop at fractions of its solo capacity (its requests/s in its alone run of "
+        "the same block), one run per fraction in a seeded order; fraction 0 is the victim "
+        "alone. The neighbour is driven to saturation on purpose: its backlog is recorded, "
+        "not held against the run. Victim bandwidth: bytes per decode step / its mean TPOT. "
+        "A slot's traffic: output tokens/s / batch_size × bytes per decode step; the pair's "
+        "is the sum, held against the calibrated contended copy bandwidth of all slots.",
+    ),
+    (
+        "Contention fits",
+        "the victim's bandwidth against the neighbour's offered rate, every block's point "
+        "a point: " + "; ".join(f"{m}: {f}" for m, f in MODELS.items()) + " (C = the "
+        "calibrated contended total). Bounded least squares from many starts; intervals: "
+        f"percentile, {N_BOOT} wild-bootstrap refits; models compared by AICc (K = "
+        f"parameters + 1); a difference under {DISTINGUISHABLE:g} does not distinguish "
+        "them: the lowest then only leads.",
     ),
 ]

@@ -1,6 +1,12 @@
 """Per-request and per-slot metrics from raw timestamps (DESIGN §6). Pure functions: a run
 record (or one slot's result) in, numbers out. dualbench.analysis.definitions states each
 metric exactly as computed here.
+
+A slot's result says how it was driven (``schedule``; records from before it are closed loop).
+An open-loop slot (dualbench.measure.open_loop) has its calls' ``submit_ns`` at their arrival,
+so its TTFT and E2E include the queueing delay, reported apart as ``queue_ms`` (start minus
+arrival); it is running from its release to ``stop_ns``, however long it idled before; and its
+validity is about keeping up with its arrivals (the backlog), not about min_requests.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import numpy as np
 
 from dualbench.analysis.series import NS_PER_S
 from dualbench.config.vocabulary import PRECISION_DTYPES
+from dualbench.measure.arrivals import backlog
 
 NS_PER_MS = 1_000_000
 LATENCIES = ("ttft", "tpot", "itl", "e2e")
@@ -50,28 +57,82 @@ def summarize(values) -> dict[str, float]:
     }
 
 
+def is_open_loop(result: dict) -> bool:
+    """Whether a slot's result comes from the open loop (records without ``schedule`` predate
+    it and are closed loop)."""
+    return result.get("schedule", "closed") == "open"
+
+
 def co_window(slot_results: dict[str, dict]) -> tuple[int, int]:
     """(start_ns, end_ns) of the interval where every slot was running (may be empty): from the
-    latest barrier release to the earliest last token. Starting at the release rather than at
-    the first submit keeps a slot's first request inside the window when the other slot was
-    released a few microseconds later."""
+    latest barrier release to the earliest end. Starting at the release rather than at the
+    first submit keeps a slot's first request inside the window when the other slot was
+    released a few microseconds later. A closed-loop slot ends at its last token; an open-loop
+    slot at ``stop_ns``, when it saw the stop: it is offered load until then, and its last
+    token may lie long before (it idles between arrivals)."""
     starts, ends = [], []
     for result in slot_results.values():
+        starts.append(result["release_ns"])
+        if is_open_loop(result):
+            ends.append(result["stop_ns"])
+            continue
         last_tokens = [c["token_ns"][-1] for c in result["calls"] if c["token_ns"]]
         if not last_tokens:
             return 0, 0
-        starts.append(result["release_ns"])
         ends.append(max(last_tokens))
     return max(starts), min(ends)
 
 
+def rate_text(value: float) -> str:
+    """A rate or burstiness for a label: 4 significant digits, always a decimal point
+    (1.5, 3.0, 0.3 rather than 0.30000000000000004)."""
+    return str(float(f"{value:.4g}"))
+
+
+def arrival_label(arrival: dict | None) -> str:
+    """A slot's arrivals in words: "poisson 1.5 rps", "gamma 1.5 rps b=0.5" (burstiness b);
+    empty for a closed-loop slot."""
+    if not arrival:
+        return ""
+    label = f"{arrival['process']} {rate_text(arrival['rate_rps'])} rps"
+    if arrival["process"] == "gamma":
+        label += f" b={rate_text(arrival.get('burstiness', 1.0))}"
+    return label
+
+
+def arrival_metrics(result: dict, settings: dict, window: tuple[int, int], queue_ms) -> dict:
+    """The open-loop figures of a slot over ``window``; ``queue_ms``: the queueing delays of
+    its requests inside the window (one per sequence, as its latencies). Closed loop: NaN,
+    with an empty label and queue_n 0."""
+    start, end = window
+    arrival = settings.get("arrival")
+    open_loop = bool(arrival) and is_open_loop(result)
+    due = result.get("arrivals_ns") or []
+    row = {
+        "arrival": arrival_label(arrival) if open_loop else "",
+        "offered_rps": arrival["rate_rps"] if open_loop else math.nan,
+        "arrivals": sum(start <= a <= end for a in due) if open_loop else math.nan,
+        # Arrivals due by the window's end and not started by then: load offered inside the
+        # window that the slot did not serve.
+        "backlog": (
+            backlog(due, [c["start_ns"] for c in result["calls"]], end) if open_loop else math.nan
+        ),
+    }
+    for stat, value in summarize(queue_ms).items():
+        row[f"queue_ms_{stat}"] = value
+    row["queue_n"] = sum(not math.isnan(v) for v in queue_ms)
+    return row
+
+
 def slot_metrics(result: dict, settings: dict, window: tuple[int, int]) -> dict:
-    """Throughput, request and latency figures of one slot inside ``window``."""
+    """Throughput, request and latency figures of one slot inside ``window``; with the
+    open-loop figures of ``arrival_metrics`` (NaN for a closed-loop slot)."""
     start, end = window
     window_s = max(0, end - start) / NS_PER_S
     batch = settings["batch_size"]
     tokens = requests = prefill_tokens = 0
     lat: dict[str, list[float]] = {m: [] for m in LATENCIES}
+    queue_ms: list[float] = []
     for call in result["calls"]:
         times = call["token_ns"]
         tokens += batch * sum(start <= t <= end for t in times)
@@ -84,6 +145,8 @@ def slot_metrics(result: dict, settings: dict, window: tuple[int, int]) -> dict:
             for m in ("ttft", "tpot", "e2e"):
                 lat[m].extend([one[f"{m}_ms"]] * batch)
             lat["itl"].extend(one["itl_ms"] * batch)
+            if "queue_ns" in call:
+                queue_ms.extend([call["queue_ns"] / NS_PER_MS] * batch)
     row = {
         "window_s": window_s,
         "requests": requests,
@@ -96,14 +159,60 @@ def slot_metrics(result: dict, settings: dict, window: tuple[int, int]) -> dict:
         for stat, value in summarize(lat[m]).items():
             row[f"{m}_ms_{stat}"] = value
         row[f"{m}_n"] = sum(not math.isnan(v) for v in lat[m])
+    row.update(arrival_metrics(result, settings, window, queue_ms))
     return row
+
+
+def backlog_findings(
+    record: dict, window: tuple[int, int], slot_rows: dict[str, dict] | None = None
+) -> tuple[list[str], list[str]]:
+    """(reasons, warnings) from the open-loop slots' backlogs. A slot that could not keep up
+    with its arrivals, more than max(1, max_backlog x its arrivals in the window) of them not
+    started by the window's end, measured a queue that only grew: its latencies are those of
+    an overload, not of the rate. That invalidates the run, except for a contention sweep's
+    neighbour (``spec["sweep"]["neighbour"]``), driven to saturation on purpose: a warning."""
+    reasons, warnings = [], []
+    neighbour = (record["spec"].get("sweep") or {}).get("neighbour")
+    for name, slot in record["slots"].items():
+        settings, result = slot["settings"], slot["result"]
+        arrival = settings.get("arrival")
+        if not arrival or not is_open_loop(result):
+            continue
+        own = slot_rows[name] if slot_rows is not None else slot_metrics(result, settings, window)
+        queued, due = own["backlog"], own["arrivals"]
+        max_backlog = arrival.get("max_backlog", 0.1)
+        if queued <= max(1, max_backlog * due):
+            continue
+        share = f"{queued / due:.0%} of {due}" if due else "none of them due inside the window"
+        head = f"slot {name}: {queued} arrivals still queued at window end ({share}"
+        rate = rate_text(arrival["rate_rps"])
+        if name == neighbour:
+            warnings.append(
+                f"{head}): the sweep's neighbour, driven to saturation at {rate} rps on "
+                "purpose; its backlog does not invalidate the run"
+            )
+        else:
+            reasons.append(f"{head}, limit {max_backlog:.0%}): it cannot keep up with {rate} rps")
+    return reasons, warnings
+
+
+def validity_warnings(
+    record: dict, window: tuple[int, int], slot_rows: dict[str, dict] | None = None
+) -> list[str]:
+    """What is flagged but does not invalidate a complete run (``status`` ok): a contention
+    sweep neighbour's backlog past its limit (``backlog_findings``)."""
+    if record["status"] != "ok":
+        return []
+    return backlog_findings(record, window, slot_rows)[1]
 
 
 def validity(
     record: dict, window: tuple[int, int], slot_rows: dict[str, dict] | None = None
 ) -> list[str]:
     """Reasons the run is invalid (empty list: valid). ``slot_rows``: each slot's
-    ``slot_metrics`` over ``window`` where the caller has them already (else computed here)."""
+    ``slot_metrics`` over ``window`` where the caller has them already (else computed here).
+    An open-loop slot is judged by its backlog (``backlog_findings``) instead of
+    min_requests; what is only flagged is ``validity_warnings``."""
     spec = record["spec"]
     if record["status"] != "ok":
         return [f"status {record['status']}: {record['error']}"]
@@ -131,6 +240,8 @@ def validity(
             reasons.append(
                 f"slot {name}: {len(wrong)} call(s) delivered {got} tokens instead of {expected}"
             )
+        if settings.get("arrival") and is_open_loop(result):
+            continue  # judged by its backlog below: its request count is the rate's business
         own = slot_rows[name] if slot_rows is not None else slot_metrics(result, settings, window)
         done = own["requests"]
         if done < settings["min_requests"]:
@@ -138,4 +249,4 @@ def validity(
                 f"slot {name}: {done} requests finished inside the window, "
                 f"min_requests is {settings['min_requests']}"
             )
-    return reasons
+    return reasons + backlog_findings(record, window, slot_rows)[0]

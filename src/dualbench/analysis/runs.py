@@ -1,10 +1,12 @@
 """One run record -> every row it contributes to the per-run tables, in a single pass.
 
 ``record_rows`` reduces a record once: its co-located window, each slot's metrics over that
-window (dualbench.analysis.metrics), the validity reasons (from those same metrics), the time
-origin of the tables, and its telemetry over the window (dualbench.analysis.telemetry). From
-these it builds the record's runs.csv rows (one per slot), requests.csv rows (one per
-sequence), its energy.csv row and its telemetry.csv rows.
+window (dualbench.analysis.metrics), the validity reasons and warnings (from those same
+metrics), the time origin of the tables, and its telemetry over the window
+(dualbench.analysis.telemetry). From these it builds the record's runs.csv rows (one per
+slot), requests.csv rows (one per sequence), its energy.csv row and its telemetry.csv rows.
+An open-loop slot's arrival columns come with its metrics (metrics.arrival_metrics); its
+settings' label and rate are in its row even when the run failed.
 
 ``run_tables`` and ``energy_row`` keep the older, narrower entry points on the same helpers.
 """
@@ -15,6 +17,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from dualbench.analysis.bandwidth import add_roofline
+from dualbench.analysis.calibration import Peaks
 from dualbench.analysis.columns import (
     MACHINE_STATE_COLUMNS,
     TELEMETRY_RUN_COLUMNS,
@@ -23,10 +27,13 @@ from dualbench.analysis.columns import (
 from dualbench.analysis.intervals import PERCENTILE_MIN_N, percentile_label
 from dualbench.analysis.metrics import (
     LATENCIES,
+    NS_PER_MS,
+    arrival_label,
     co_window,
     request_latencies,
     slot_metrics,
     validity,
+    validity_warnings,
 )
 from dualbench.analysis.series import NS_PER_S
 from dualbench.analysis.telemetry import reduce_run_telemetry
@@ -54,6 +61,7 @@ class _Reduced:
     t0: int | None  # the earliest barrier release: the tables' time origin
     slots: dict[str, dict]  # slot -> slot_metrics over the window (complete runs only)
     reasons: list[str]  # why the run is invalid; empty: valid
+    warnings: list[str]  # flagged, not invalidating: a sweep neighbour's backlog
     firsts: dict[str, int]  # slot -> its first submit
     lasts: dict[str, int]  # slot -> its last token
     span_s: float  # first submit to last token over all slots
@@ -64,11 +72,15 @@ class _Reduced:
 
 
 def record_rows(
-    record: dict, model_sources: dict[str, str] | None = None, telemetry_rows: list | None = None
+    record: dict,
+    model_sources: dict[str, str] | None = None,
+    telemetry_rows: list | None = None,
+    peaks: dict[tuple[str, str], Peaks] | None = None,
 ) -> RecordRows:
     """Every row of one run record, each figure computed once. ``model_sources``: the model
     column per slot (default: the record's); ``telemetry_rows``: the run's telemetry.csv rows,
-    None when it recorded none (the utilisation and energy columns then say so)."""
+    None when it recorded none (the utilisation and energy columns then say so); ``peaks``:
+    the calibrations by (slot, dtype) for the roofline columns (none: MBU and MFU empty)."""
     ident = run_identity(record["spec"])
     reduced = _reduce(record)
     runs, requests = [], []
@@ -81,6 +93,7 @@ def record_rows(
     )
     for row in runs:
         row.update(per_slot[row["slot"]])
+    add_roofline(record, runs, peaks or {})
     return RecordRows(
         runs=runs,
         requests=requests,
@@ -125,8 +138,10 @@ def _reduce(record: dict) -> _Reduced:
             n: slot_metrics(s["result"], s["settings"], window) for n, s in record["slots"].items()
         }
         reasons = validity(record, window, slots)
+        warnings = validity_warnings(record, window, slots)
     else:
         reasons = [f"status {record['status']}: {record['error']}"]
+        warnings = []
     firsts = {n: r["calls"][0]["submit_ns"] for n, r in results.items() if r and r["calls"]}
     lasts = {
         n: max((c["token_ns"][-1] for c in r["calls"] if c["token_ns"]), default=0)
@@ -139,6 +154,7 @@ def _reduce(record: dict) -> _Reduced:
         t0=min((r["release_ns"] for r in results.values() if r), default=None),
         slots=slots,
         reasons=reasons,
+        warnings=warnings,
         firsts=firsts,
         lasts=lasts,
         span_s=(max(lasts.values()) - min(firsts.values())) / NS_PER_S if firsts else math.nan,
@@ -173,11 +189,16 @@ def _run_row(
         "error": record["error"],
         "valid": not reduced.reasons,
         "invalid_reasons": "; ".join(reduced.reasons),
-        # Allowed but flagged: e.g. a dtype this device only emulates (DESIGN §6).
-        "warnings": "; ".join(record.get("warnings", [])),
+        # Allowed but flagged: e.g. a dtype this device only emulates (DESIGN §6), a sweep
+        # neighbour's backlog.
+        "warnings": "; ".join([*record.get("warnings", []), *reduced.warnings]),
         "prompt_tokens": settings["prompt_tokens"],
         "new_tokens": settings["new_tokens"],
         "batch_size": settings["batch_size"],
+        # What the slot was asked to do, whether or not it ran (metrics.arrival_metrics
+        # gives the same two for a complete run).
+        "arrival": arrival_label(settings.get("arrival")),
+        "offered_rps": (settings.get("arrival") or {}).get("rate_rps", math.nan),
         "allocator": record["spec"].get("allocator", ""),
         **{k: (record.get("machine_state") or {}).get(k) for k in MACHINE_STATE_COLUMNS},
     }
@@ -247,6 +268,8 @@ def _request_rows(ident: dict, name: str, slot: dict, reduced: _Reduced) -> list
                     "index": b,
                     "in_window": inside,
                     "submit_s": reduced.rel(call["submit_ns"]),
+                    # Open loop: submit_s is the arrival, and this the wait until its start.
+                    "queue_ms": call["queue_ns"] / NS_PER_MS if "queue_ns" in call else math.nan,
                     "ttft_ms": lat["ttft_ms"],
                     "tpot_ms": lat["tpot_ms"],
                     "e2e_ms": lat["e2e_ms"],
