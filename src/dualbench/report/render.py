@@ -4,8 +4,10 @@ modules of dualbench.report, one self-contained HTML document out (DESIGN §8).
 ``write_report`` reads the tables from the metrics directory by the names in
 ``dualbench.analysis.columns.METRICS_FILES``; ``render_report`` renders DataFrames, so the
 report reads the same whether it gets the analysis DataFrames directly or the files. Tables
-that older metrics lack (answers.csv, blocks.csv, the INT4 and telemetry tables) are optional:
-without answers.csv the headline and the bar figures show the per-block tables as they are.
+that older metrics lack (answers.csv, blocks.csv, the INT4 and telemetry tables, calibration
+and the contention tables) are optional: without answers.csv the headline and the bar figures
+show the per-block tables as they are; without calibration or contention tables and roofline
+columns, the "Where is the wall" section (dualbench.report.wall) is left out.
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ from dualbench.report.tables import (
     key_issues,
     prepare_answers,
     prepare_blocks,
+    prepare_calibration,
+    prepare_contention,
+    prepare_contention_curve,
+    prepare_contention_fits,
     prepare_requests,
+    prepare_roofline,
     prepare_runs,
     prepare_scaling,
     read_csv,
@@ -54,10 +61,12 @@ from dualbench.report.tables import (
     unique_in_order,
 )
 from dualbench.report.telemetry import telemetry_section
+from dualbench.report.wall import calibration_rows, wall_section
 
 # render_report's optional tables -> their METRICS_FILES key. Metrics written before INT4,
-# telemetry and repeat blocks existed lack these files; the report leaves their sections out
-# (without answers.csv it shows the per-block tables' figures, without intervals).
+# telemetry, repeat blocks and contention sweeps existed lack these files; the report leaves
+# their sections out (without answers.csv it shows the per-block tables' figures, without
+# intervals).
 OPTIONAL_TABLES = {
     "precision_table": "precisions",
     "int4_table": "int4",
@@ -65,6 +74,10 @@ OPTIONAL_TABLES = {
     "telemetry_table": "telemetry",
     "answers_table": "answers",
     "blocks_table": "blocks",
+    "calibration_table": "calibration",
+    "contention_table": "contention",
+    "contention_curve_table": "contention_curve",
+    "contention_fits_table": "contention_fits",
 }
 
 
@@ -111,6 +124,10 @@ def render_report(
     hardware_notes: list[str] | None = None,
     answers_table: pd.DataFrame | None = None,
     blocks_table: pd.DataFrame | None = None,
+    calibration_table: pd.DataFrame | None = None,
+    contention_table: pd.DataFrame | None = None,
+    contention_curve_table: pd.DataFrame | None = None,
+    contention_fits_table: pd.DataFrame | None = None,
 ) -> str:
     """The whole report as one self-contained HTML document (no network reference).
 
@@ -121,6 +138,7 @@ def render_report(
     requests = prepare_requests(requests)
     estimates = Estimates(prepare_answers(answers_table))
     blocks = prepare_blocks(blocks_table)
+    calibration = prepare_calibration(calibration_table)
     environment = dict(environment or {})
     descriptions = dict(scenario_descriptions or {})
 
@@ -214,6 +232,17 @@ def render_report(
         "percentile_min_n": PERCENTILE_MIN_N,
         "int4": int4_section(precision_table, int4_table, estimates),
         "telemetry": telemetry_section(runs, energy_table, telemetry_table, estimates),
+        "wall": wall_section(
+            prepare_roofline(runs),
+            keys,
+            calibration,
+            prepare_contention(contention_table),
+            prepare_contention_curve(contention_curve_table),
+            prepare_contention_fits(contention_fits_table),
+            estimates,
+        ),
+        # None, not an empty table, where the metrics have no calibration.csv.
+        "calibration": calibration_rows(calibration) if calibration_table is not None else None,
         "hardware_notes": unique_in_order(
             [
                 *(hardware_notes or []),

@@ -7,7 +7,10 @@
   by scenario, precision, layout and slot (``run_lookup``, ``scaling_lookup``), the failed or
   invalid ones (``run_problems``, ``key_problems``, ``flagged_keys``), the drifted blocks
   (``drifted_blocks``), everything wrong with a scenario × precision (``key_issues``) and the
-  label of a slot in a layout (``run_label``), of a run in its block (``block_label``).
+  label of a slot in a layout (``run_label``), of a run in its block (``block_label``);
+- the "Where is the wall" tables (``prepare_calibration``, ``prepare_contention``,
+  ``prepare_contention_curve``, ``prepare_contention_fits``) and runs.csv's roofline columns
+  (``prepare_roofline``), typed from their column lists in dualbench.analysis.columns.
 
 Runs are repeated in blocks (runs.csv's ``repeat``); metrics written before blocks existed
 have no such column and read as block 1.
@@ -22,6 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dualbench.analysis.columns import (
+    CALIBRATION_COLUMNS,
+    CONTENTION_COLUMNS,
+    CONTENTION_CURVE_COLUMNS,
+    CONTENTION_FIT_COLUMNS,
+    ROOFLINE_COLUMNS,
+)
 from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES
 from dualbench.report.format import as_bool
 
@@ -132,6 +142,54 @@ def prepare_blocks(blocks: pd.DataFrame | None) -> pd.DataFrame:
 def prepare_requests(requests: pd.DataFrame | None) -> pd.DataFrame:
     """requests.csv normalised."""
     return normalise(requests, REQUEST_STR_COLUMNS, REQUEST_NUM_COLUMNS, ["in_window"])
+
+
+def _typed(
+    df: pd.DataFrame | None,
+    columns: list[str],
+    texts: set[str],
+    bools: set[str] | frozenset[str] = frozenset(),
+) -> pd.DataFrame:
+    """``normalise`` with every column of ``columns`` numeric but the ``texts`` and ``bools``:
+    the new tables' column lists are long, and naming only their few text columns keeps the
+    types in step with dualbench.analysis.columns."""
+    strs = [c for c in columns if c in texts]
+    flags = [c for c in columns if c in bools]
+    return normalise(df, strs, [c for c in columns if c not in texts | bools], flags)
+
+
+def prepare_calibration(calibration: pd.DataFrame | None) -> pd.DataFrame:
+    """calibration.csv normalised; None (metrics written before it existed) reads as empty."""
+    return _typed(calibration, CALIBRATION_COLUMNS, {"slot", "device", "backend", "dtype", "note"})
+
+
+def prepare_contention(contention: pd.DataFrame | None) -> pd.DataFrame:
+    """contention.csv normalised (``backlog`` is left as written: the report does not read it)."""
+    texts = {"scenario", "precision", "victim", "neighbour", "invalid_reasons", "note"}
+    columns = [c for c in CONTENTION_COLUMNS if c != "backlog"]
+    return _typed(contention, columns, texts, {"valid"})
+
+
+def prepare_contention_curve(curve: pd.DataFrame | None) -> pd.DataFrame:
+    """contention_curve.csv normalised; ``n`` as an int (0 where missing)."""
+    texts = {"scenario", "precision", "victim", "neighbour", "metric", "method"}
+    df = _typed(curve, CONTENTION_CURVE_COLUMNS, texts)
+    df["n"] = df["n"].fillna(0).astype(int)
+    return df
+
+
+def prepare_contention_fits(fits: pd.DataFrame | None) -> pd.DataFrame:
+    """contention_fits.csv normalised."""
+    texts = {"scenario", "precision", "victim", "neighbour", "model", "formula", "residuals",
+             "note"}  # fmt: skip
+    bools = {"converged", "preferred", "distinguishable"}
+    return _typed(fits, CONTENTION_FIT_COLUMNS, texts, bools)
+
+
+def prepare_roofline(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (as prepare_runs returns it) with runs.csv's roofline columns typed; runs
+    written before the roofline existed get them empty."""
+    return _typed(runs, ROOFLINE_COLUMNS, {"decode_regime", "prefill_regime", "regime"})
 
 
 def run_label(layout: str, slot: str) -> str:

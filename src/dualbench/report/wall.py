@@ -1,0 +1,388 @@
+"""The report's "Where is the wall" section and its calibration table, from runs.csv's roofline
+columns, calibration.csv, contention.csv, contention_curve.csv, contention_fits.csv and
+answers.csv (dualbench.analysis). It arranges and formats; every number comes from the tables.
+
+One sentence per scenario × precision names the resource that limits it (``wall_sentence``):
+
+- the regime: the most common ``regime`` of the valid alone runs (layouts ``alone_*``, every
+  slot and block; a tie goes to the first of ``REGIMES``), with the median over the runs in it
+  of their utilisation: MBU for bandwidth-bound, MFU for compute-bound, both for
+  overhead-bound, as a percentage of the slot's calibrated peak (runs.csv's MBU and MFU
+  already are), each of the phase that named the run's regime (``regime_phase``);
+- the co-location effect: answers.csv's "growth" of subject "all", with its interval where it
+  has one (two blocks or more);
+- the reason, from the pair's decode bandwidth: per block, the sum of ``decode_bw_bytes_s``
+  over the slots of the co-located run (every slot valid), median over the blocks, as a share
+  of the calibrated contended total ceiling (calibration.csv's ``copy_contended_total_bytes_s``
+  for the precision's dtype; runs.csv's ``peak_bw_bytes_s`` is one slot's alone peak, not it):
+  - share ≥ ``WALL_FRACTION`` → "the pair reaches N% of the contended copy bandwidth: memory
+    bandwidth is the wall";
+  - else, if a slowdown answer (``SLOWDOWN_ANSWERS``, any slot) has verdict kind "effect" and
+    an estimate above 1 → "interference well below the bandwidth ceiling (pair at N%): not
+    bandwidth alone", followed by that evidence;
+  - else → "the pair uses N% of the contended bandwidth: room left" (where no slowdown was
+    judged, e.g. one block, the sentence says so).
+
+  A missing input (no roofline columns, no growth answer, no valid co-located run, no
+  calibration for the dtype) makes the sentence say what is missing instead.
+
+Bandwidths read in GB/s = ``GB`` bytes/s; calibration's copy bandwidth counts read + write
+traffic (a copy of S bytes moves 2S).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dualbench.analysis.columns import FIT_PARAMS
+from dualbench.analysis.contention import traffic_bytes_s
+from dualbench.analysis.contention_fit import DISTINGUISHABLE, MODELS
+from dualbench.config.vocabulary import COLOCATED, PRECISION_DTYPES, SLOT_NAMES
+from dualbench.report.estimates import Estimates
+from dualbench.report.figures import embedded_figure, figure_style
+from dualbench.report.format import DASH, fmt_fixed, fmt_int, fmt_mib, fmt_pct, number, text_or
+from dualbench.report.wall_figures import (
+    GB,
+    Sweep,
+    curve_figure,
+    fit_title,
+    fmt_flops,
+    fmt_gbs,
+    fmt_sig,
+    has_roofline,
+    median,
+    pair_figure,
+    roofline_ceilings,
+    roofline_figure,
+    sweeps,
+)
+
+Key = tuple[str, str]
+# The pair at or above this share of the contended total copy bandwidth: bandwidth is the wall.
+WALL_FRACTION = 0.8
+# Most common first on a tie: the order in which dualbench.analysis.roofline.regime tests them.
+REGIMES = ("bandwidth-bound", "compute-bound", "overhead-bound")
+# Interference answers that can show an effect of co-location, with how a sentence names them.
+SLOWDOWN_ANSWERS = {"slowdown_throughput": "throughput slowdown", "slowdown_tpot_p50": "TPOT p50"}
+# The fit table's parameter columns: header, and the divisor that puts a value in its unit.
+PARAM_UNITS = {
+    "bw_max": ("BW_max (GB/s)", GB),
+    "k": ("k (per req/s)", 1.0),
+    "bw_inf": ("BW_inf (GB/s)", GB),
+    "beta": ("β (GB/s per req/s)", GB),
+}
+
+
+def _spread(text: str, spread: Any) -> str:
+    return f"{text} ± {fmt_pct(spread)}" if text != DASH and math.isfinite(number(spread)) else text
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+
+
+def calibration_for(calibration: pd.DataFrame, precision: str) -> pd.DataFrame:
+    """The calibration rows (one per slot) of the dtype ``precision`` computes in
+    (vocabulary.PRECISION_DTYPES, as dualbench.analysis.calibration.run_peaks reads them)."""
+    return calibration[calibration["dtype"] == PRECISION_DTYPES.get(precision, precision)]
+
+
+def contended_total(calibration: pd.DataFrame, precision: str) -> float:
+    """The contended total copy bandwidth (bytes/s) for ``precision``'s dtype: every slot's
+    row carries the same total, so the median of them; NaN where uncalibrated."""
+    return median(calibration_for(calibration, precision)["copy_contended_total_bytes_s"])
+
+
+def alone_peak(calibration: pd.DataFrame, precision: str, slot: str) -> float:
+    """One slot's alone copy bandwidth (bytes/s) for ``precision``'s dtype, NaN if none."""
+    rows = calibration_for(calibration, precision)
+    return median(rows[rows["slot"] == slot]["copy_alone_bytes_s"])
+
+
+def calibration_rows(calibration: pd.DataFrame) -> list[dict[str, str]]:
+    """The Environment section's calibration table, one row per slot × dtype."""
+    rows = []
+    for r in calibration.to_dict("records"):
+        slots = number(r["contended_slots"])
+        total = fmt_gbs(r["copy_contended_total_bytes_s"])
+        buffers = [f"copy {fmt_mib(r['copy_bytes'])} MiB", f"LLC {fmt_mib(r['llc_bytes'])} MiB"]
+        rows.append(
+            {
+                "slot": r["slot"],
+                "device": text_or(r["device"]),
+                "backend": text_or(r["backend"]),
+                "dtype": text_or(r["dtype"]),
+                "alone": _spread(fmt_gbs(r["copy_alone_bytes_s"]), r["copy_alone_spread"]),
+                "contended": fmt_gbs(r["copy_contended_bytes_s"]),
+                "total": f"{total} ({fmt_int(slots)} slots)" if math.isfinite(slots) else total,
+                "matmul": _spread(fmt_flops(r["matmul_flop_s"]), r["matmul_spread"]),
+                "matmul_n": fmt_int(r["matmul_n"]),
+                "buffers": ", ".join(b for b in buffers if DASH not in b) or DASH,
+                "repeats": fmt_int(r["repeats"]),
+                "note": text_or(r["note"], ""),
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The sentences
+
+
+def _key_rows(runs: pd.DataFrame, key: Key) -> pd.DataFrame:
+    sel = (runs["scenario"] == key[0]) & (runs["precision"] == key[1])
+    return runs[sel & runs["valid"]]
+
+
+def regime_phase(run: dict[str, Any]) -> str:
+    """The phase whose regime runs.csv's ``regime`` is: the one taking the larger part of a
+    request, decided as dualbench.analysis.bandwidth decides it (prefill only when its time
+    is known and longer), from the times the columns imply: prefill_flops / prefill_flop_s
+    against (new_tokens - 1) x decode_flops_per_step / decode_flop_s."""
+    prefill_s = number(run.get("prefill_flops")) / number(run.get("prefill_flop_s"))
+    steps = number(run.get("new_tokens")) - 1
+    decode_s = number(run.get("decode_flops_per_step")) / number(run.get("decode_flop_s"))
+    decode_total = decode_s * steps if steps >= 1 else 0.0
+    return "prefill" if math.isfinite(prefill_s) and prefill_s > decode_total else "decode"
+
+
+def alone_regime(runs: pd.DataFrame, key: Key) -> dict[str, Any] | None:
+    """The regime of ``key``'s valid alone runs (most common; see the module docstring), the
+    median MBU and MFU of the runs in it, each of the phase that named its regime
+    (``regime_phase``: decode mbu / decode_mfu, prefill prefill_mbu / mfu), and how many runs
+    that is; None without any."""
+    rows = _key_rows(runs, key)
+    rows = rows[rows["layout"].str.startswith("alone_") & rows["regime"].isin(REGIMES)]
+    if rows.empty:
+        return None
+    counts = Counter(rows["regime"])
+    regime = max(REGIMES, key=lambda r: (counts[r], -REGIMES.index(r)))
+    mode = rows[rows["regime"] == regime].to_dict("records")
+    decode = [regime_phase(r) == "decode" for r in mode]
+    mbu = [r["mbu" if d else "prefill_mbu"] for r, d in zip(mode, decode, strict=True)]
+    mfu = [r["decode_mfu" if d else "mfu"] for r, d in zip(mode, decode, strict=True)]
+    return {"regime": regime, "mbu": median(mbu), "mfu": median(mfu), "n": len(mode)}
+
+
+def pair_bandwidth(runs: pd.DataFrame, key: Key) -> tuple[float, int]:
+    """(median over blocks of the co-located run's memory traffic summed over its slots,
+    blocks); a slot's traffic is analysis.contention.traffic_bytes_s (forward passes per
+    second x bytes per decode step), the same figure as contention.csv's pair bandwidth. A
+    block counts only with every slot valid and its traffic finite."""
+    co = _key_rows(runs, key)
+    co = co[co["layout"] == COLOCATED]
+    sums = []
+    for _, block in co.groupby("repeat"):
+        traffic = [traffic_bytes_s(row) for row in block.to_dict("records")]
+        if len(traffic) == len(SLOT_NAMES) and all(math.isfinite(t) for t in traffic):
+            sums.append(float(sum(traffic)))
+    return median(sums), len(sums)
+
+
+def interference(est: Estimates, key: Key) -> tuple[list[str], bool]:
+    """(evidence of interference, whether any slowdown was judged at all): each slowdown
+    answer whose verdict is an effect with an estimate above 1 (a slowdown, not a speed-up)."""
+    evidence, judged = [], False
+    for answer, name in SLOWDOWN_ANSWERS.items():
+        for slot in SLOT_NAMES:
+            row = est.get(key, answer, slot)
+            if row is None:
+                continue
+            judged |= row["verdict_kind"] in ("effect", "equivalent", "inconclusive")
+            if row["verdict_kind"] == "effect" and number(row["estimate"]) > 1:
+                evidence.append(f"{slot} {name} {row['verdict']}")
+    return evidence, judged
+
+
+def _regime_text(found: dict[str, Any] | None) -> str:
+    if found is None:
+        return "regime unknown (no valid alone run with a roofline regime in runs.csv)"
+    mbu, mfu = fmt_pct(found["mbu"]), fmt_pct(found["mfu"])
+    if found["regime"] == "bandwidth-bound":
+        return f"bandwidth-bound, {mbu} of measured peak bandwidth (MBU)"
+    if found["regime"] == "compute-bound":
+        return f"compute-bound, {mfu} of measured peak FLOP/s (MFU)"
+    return f"overhead-bound (MBU {mbu}, MFU {mfu} of the measured peaks)"
+
+
+def _effect_text(est: Estimates, key: Key) -> str:
+    growth = est.interval(key, "growth", "all")[0]
+    if est.n(key, "growth", "all") <= 0 or not math.isfinite(growth):
+        return "co-location effect unknown (no growth answer in answers.csv)"
+    if growth >= 0:
+        return f"co-location adds {est.figure(key, 'growth', 'all', 'growth')} total throughput"
+    fall = est.figure(key, "growth", "all", "pct", negated=True)
+    return f"co-location lowers total throughput by {fall}"
+
+
+def _reason_text(
+    runs: pd.DataFrame, calibration: pd.DataFrame, est: Estimates, key: Key
+) -> tuple[str, bool]:
+    """(the reason, whether an input is missing)."""
+    pair, _ = pair_bandwidth(runs, key)
+    if not math.isfinite(pair):
+        return "no valid co-located run with a decode bandwidth to compare with the ceiling", True
+    ceiling = contended_total(calibration, key[1])
+    if not (math.isfinite(ceiling) and ceiling > 0):
+        where = (
+            "no calibration.csv"
+            if calibration.empty
+            else f"no contended total for {PRECISION_DTYPES.get(key[1], key[1])} in calibration.csv"
+        )
+        return f"{where}: the pair's {fmt_gbs(pair)} GB/s has no ceiling to compare with", True
+    share = fmt_pct(pair / ceiling)
+    if pair / ceiling >= WALL_FRACTION:
+        wall = "memory bandwidth is the wall"
+        return f"the pair reaches {share} of the contended copy bandwidth: {wall}", False
+    evidence, judged = interference(est, key)
+    if evidence:
+        below = f"interference well below the bandwidth ceiling (pair at {share})"
+        return f"{below}: not bandwidth alone — {'; '.join(evidence)}", False
+    text = f"the pair uses {share} of the contended bandwidth: room left"
+    return (text if judged else f"{text} (interference not judged: no slowdown verdict)"), False
+
+
+def wall_sentence(
+    key: Key, runs: pd.DataFrame, calibration: pd.DataFrame, est: Estimates
+) -> dict[str, Any]:
+    """``key``'s sentence (rules: the module docstring): {"text", "missing"}; ``missing``
+    where some input was missing and the sentence says which."""
+    found = alone_regime(runs, key)
+    effect = _effect_text(est, key)
+    reason, missing = _reason_text(runs, calibration, est, key)
+    text = f"{'/'.join(key)}: {_regime_text(found)}; {effect}; {reason}."
+    return {"text": text, "missing": missing or found is None or "unknown" in effect}
+
+
+# ---------------------------------------------------------------------------------------------
+# The fits and the sweeps
+
+
+def _interval(row: dict, param: str) -> str:
+    _, scale = PARAM_UNITS[param]
+    value, lo, hi = (number(row.get(f"{param}{side}")) / scale for side in ("", "_lo", "_hi"))
+    text = fmt_sig(value)
+    if text != DASH and math.isfinite(lo) and math.isfinite(hi):
+        text += f" ({fmt_sig(lo)}–{fmt_sig(hi)})"
+    return text
+
+
+def residual_rms(residuals: Any, bw_max: Any) -> float:
+    """The residuals' root mean square (``residuals``: space-separated bytes/s) over BW_max."""
+    values = np.array([number(v) for v in str(residuals or "").split()], dtype=float)
+    values = values[np.isfinite(values)]
+    scale = number(bw_max)
+    if not values.size or not (math.isfinite(scale) and scale > 0):
+        return math.nan
+    return float(np.sqrt(np.mean(values**2)) / scale)
+
+
+def fit_table(fits: pd.DataFrame, sweep: Sweep) -> dict[str, Any]:
+    """The sweep's fits, best AICc first: {"headers", "rows", "title"}; a row's ``marker``
+    says "preferred" (distinguishable) or "leads" (within DISTINGUISHABLE of another)."""
+    sel = fits[(fits["scenario"] == sweep[0]) & (fits["precision"] == sweep[1])]
+    sel = sel[sel["victim"] == sweep[2]].sort_values("delta_aicc", na_position="last")
+    rows = []
+    for r in sel.to_dict("records"):
+        marker = ""
+        if r["preferred"]:
+            marker = "★ preferred" if r["distinguishable"] else "leads (not distinguishable)"
+        elif not r["converged"]:
+            marker = "did not converge"
+        rows.append(
+            {
+                "model": r["model"],
+                "formula": r["formula"] or MODELS.get(r["model"], DASH),
+                "params": [_interval(r, p) for p in FIT_PARAMS],
+                "aicc": fmt_fixed(r["aicc"], 1),
+                "delta": fmt_fixed(r["delta_aicc"], 2),
+                "n": fmt_int(r["n"]),
+                "marker": marker,
+                "preferred": bool(r["preferred"]),
+                "rms": fmt_pct(residual_rms(r["residuals"], r["bw_max"])),
+                "note": text_or(r["note"], ""),
+            }
+        )
+    return {"headers": [PARAM_UNITS[p][0] for p in FIT_PARAMS], "rows": rows,
+            "title": fit_title(sel)}  # fmt: skip
+
+
+def _ceilings(
+    sweep: Sweep, runs: pd.DataFrame, calibration: pd.DataFrame, contention: pd.DataFrame
+) -> tuple[float, float]:
+    """(contended total, the victim slot alone) in bytes/s for the pair figure: contention.csv's
+    own ceiling first (it is the calibrated contended total), then calibration.csv; the alone
+    ceiling from calibration.csv, else the victim's alone runs' peak_bw_bytes_s."""
+    rows = contention[(contention["scenario"] == sweep[0]) & (contention["precision"] == sweep[1])]
+    total = median(rows[rows["victim"] == sweep[2]]["ceiling_bytes_s"])
+    if not math.isfinite(total):
+        total = contended_total(calibration, sweep[1])
+    alone = alone_peak(calibration, sweep[1], sweep[2])
+    if not math.isfinite(alone):
+        own = _key_rows(runs, sweep[:2])
+        alone = median(own[own["slot"] == sweep[2]]["peak_bw_bytes_s"])
+    return total, alone
+
+
+def wall_section(
+    runs: pd.DataFrame,
+    keys: list[Key],
+    calibration: pd.DataFrame,
+    contention: pd.DataFrame,
+    curve: pd.DataFrame,
+    fits: pd.DataFrame,
+    est: Estimates,
+) -> dict[str, Any] | None:
+    """The section's context, or None where there is neither contention nor roofline data.
+    ``runs``: tables.prepare_roofline of prepare_runs; the others as tables.prepare_* return
+    them (empty where the metrics lack the file)."""
+    contended = not (contention.empty and curve.empty and fits.empty)
+    if not (contended or has_roofline(runs)):
+        return None
+    found, conf, pair, roof = sweeps(keys, contention, curve, fits), est.confidence_text, None, None
+    with figure_style():
+        parts = []
+        for sweep in found:
+            title = f"{sweep[0]}/{sweep[1]}, victim {sweep[2]}"
+            caption = (
+                f"The victim's achieved decode bandwidth (left, GB/s) and TPOT (right) while the "
+                "neighbour's offered rate steps up (top axis: the fraction of its solo capacity). "
+                f"Points: the estimate over blocks, whiskers its {conf} interval where two blocks "
+                "or more; faint: each block's point. Lines: every converged fit, the preferred "
+                "one solid, the others dashed."
+            )
+            figure = embedded_figure(
+                title, caption, lambda s=sweep: curve_figure(s, curve, contention, fits)
+            )
+            parts.append({"title": title, "figure": figure, "fit": fit_table(fits, sweep)})
+        ceilings = {s: _ceilings(s, runs, calibration, contention) for s in found}
+        if contended:
+            pair = embedded_figure(
+                "Pair bandwidth against the neighbour's rate",
+                "The pair's total achieved bandwidth (GB/s) per sweep, with its interval; solid: "
+                "the calibrated contended total ceiling (copy traffic, read + write, every slot "
+                "copying); dotted: one slot's alone copy bandwidth.",
+                lambda: pair_figure(found, curve, contention, ceilings),
+            )
+        if has_roofline(runs):
+            roof = embedded_figure(
+                "Roofline",
+                "Achieved FLOP/s against arithmetic intensity, one point per valid run, slot and "
+                "phase (decode: a step's FLOPs over the bytes it reads; prefill: the prompt's). "
+                "Ceilings: min(peak FLOP/s, intensity × bandwidth) per calibrated dtype, the "
+                "alone copy bandwidth solid, the contended per-slot one dashed.",
+                lambda: roofline_figure(runs, roofline_ceilings(runs, calibration)),
+            )
+    return {
+        "threshold": fmt_pct(WALL_FRACTION),
+        "distinguishable": f"{DISTINGUISHABLE:g}",
+        "sentences": [wall_sentence(key, runs, calibration, est) for key in keys],
+        "sweeps": parts,
+        "pair_figure": pair,
+        "roofline": roof,
+    }
