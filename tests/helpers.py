@@ -32,6 +32,8 @@ TINY_CONFIG = {
             "new_tokens": 8,
             "duration_s": 1.0,
             "min_requests": 2,
+            # The smallest sweep: the victim alone, at half and at full neighbour capacity.
+            "sweep": {"victim": "A", "fractions": [0, 0.5, 1.0]},
         },
         "mixed": {
             "description": "A short, B long",
@@ -42,6 +44,8 @@ TINY_CONFIG = {
             "slots": {"B": {"prompt_tokens": 96, "batch_size": 2}},
         },
     },
+    # Small buffers: the figures are not the point in tests, the stage and its cache are.
+    "calibration": {"repeats": 3, "copy_mib": 8, "matmul_n": 128},
     "run": {"timeout_s": 300},
     "report": {"title": "tiny pipeline"},
 }
@@ -83,6 +87,9 @@ def repeats_config() -> dict:
     """The tiny config cut to its short scenario, in REPEATS blocks."""
     cfg = tiny_config()
     del cfg["scenarios"]["mixed"]
+    # The sweep's intervals over blocks are tested on hand-made tables: 18 more runs here
+    # would cost CI minutes for no behaviour the unit tests miss.
+    del cfg["scenarios"]["short"]["sweep"]
     cfg["repeats"] = REPEATS
     return cfg
 

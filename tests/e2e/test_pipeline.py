@@ -145,3 +145,65 @@ def test_report_has_the_int4_section(pipeline):
     assert "BF16 vs INT4" in html
     assert "top-1 agreement" in html and "aten._weight_int4pack_mm_for_cpu" in html
     assert "The models are synthetic" in html
+
+
+def test_every_slot_is_calibrated_once_per_compute_dtype(pipeline, tables):
+    # bf16 and int4 both compute in bfloat16: one calibration per slot.
+    files = sorted(
+        p.relative_to(pipeline) for p in (pipeline / "results/calibration").rglob("*.json")
+    )
+    assert [str(f) for f in files] == [
+        "results/calibration/A/bfloat16.json",
+        "results/calibration/B/bfloat16.json",
+    ]
+    cal = pd.read_csv(pipeline / "results/metrics/calibration.csv")
+    assert list(cal["slot"]) == ["A", "B"] and (cal["contended_slots"] == "A,B").all()
+    for column in ("copy_alone_bytes_s", "copy_contended_bytes_s", "matmul_flop_s"):
+        assert (cal[column] > 0).all(), column
+    assert (cal["copy_contended_total_bytes_s"] >= cal["copy_contended_bytes_s"]).all()
+
+
+def test_every_valid_run_has_its_roofline_against_the_calibration(tables, pipeline):
+    runs = tables["runs"]
+    cal = pd.read_csv(pipeline / "results/metrics/calibration.csv").set_index("slot")
+    assert (runs["decode_bytes_per_step"] > 0).all()
+    for row in runs.itertuples():
+        peak = cal.loc[row.slot, "copy_alone_bytes_s"]
+        assert row.peak_bw_bytes_s == pytest.approx(peak)
+        assert row.mbu == pytest.approx(row.decode_bw_bytes_s / peak)
+        assert row.regime in ("bandwidth-bound", "compute-bound", "overhead-bound")
+
+
+def test_the_sweep_runs_the_victim_beside_the_neighbours_rising_rate(pipeline):
+    sweeps = pipeline / "results/sweeps/short"
+    for precision in ("bf16", "int4"):
+        points = sorted(p.parent.name for p in (sweeps / precision / "r1").glob("*/run.json"))
+        assert points == ["f0", "f0.5", "f1"]
+        loaded = json.loads((sweeps / precision / "r1/f1/run.json").read_text())
+        assert loaded["status"] == "ok" and loaded["spec"]["layout"] == "colocated"
+        b = loaded["slots"]["B"]
+        assert (
+            b["result"]["schedule"] == "open"
+            and loaded["slots"]["A"]["result"]["schedule"] == "closed"
+        )
+        assert b["settings"]["arrival"]["rate_rps"] == pytest.approx(
+            loaded["spec"]["sweep"]["capacity_rps"]
+        )
+    table = pd.read_csv(pipeline / "results/metrics/contention.csv")
+    assert len(table) == 6 and table["valid"].all()
+    assert sorted(table["fraction"].unique()) == [0, 0.5, 1.0]
+    alone = table[table["fraction"] == 0]
+    assert (alone["offered_rps"] == 0).all() and alone["neighbour_rps"].isna().all()
+    loaded = table[table["fraction"] > 0]
+    assert (loaded["offered_rps"] == loaded["fraction"] * loaded["capacity_rps"]).all()
+    assert (loaded["neighbour_rps"] > 0).all() and (loaded["neighbour_bw_bytes_s"] > 0).all()
+    fits = pd.read_csv(pipeline / "results/metrics/contention_fits.csv")
+    assert set(fits["model"]) == {"exponential", "floor", "fair_share"}
+    # three points: too few for an AICc, and the table says so rather than choose
+    assert not fits["preferred"].any() and fits["note"].str.contains("too few|undefined").all()
+
+
+def test_report_shows_where_the_wall_is(pipeline):
+    html = (pipeline / "results/report/report.html").read_text()
+    assert 'id="wall"' in html and 'id="calibration"' in html
+    assert "short/bf16:" in html and "% of the contended" in html

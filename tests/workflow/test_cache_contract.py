@@ -28,6 +28,19 @@ def blocks(scenario: str, precisions=PRECISIONS, repeats=(1,)) -> set[tuple[str,
     }
 
 
+def sweeps(scenario: str = "short", precisions=PRECISIONS, repeats=(1,)) -> set[tuple[str, str]]:
+    """Contention sweep jobs (tests.helpers.TINY_CONFIG sweeps its short scenario)."""
+    return {
+        ("sweep", f"results/sweeps/{scenario}/{precision}/r{repeat}")
+        for precision in precisions
+        for repeat in repeats
+    }
+
+
+def calibrations(dtypes=("bfloat16",), slots="AB") -> set[tuple[str, str]]:
+    return {("calibrate", f"results/calibration/{s}/{d}.json") for s in slots for d in dtypes}
+
+
 def converts(models="AB", precisions=PRECISIONS) -> set[tuple[str, str]]:
     return {("convert", f"results/models/{m}/{p}") for m in models for p in precisions}
 
@@ -51,7 +64,7 @@ def test_complete_run_has_nothing_to_do(pipeline, edit):
 def test_one_scenario_prompt_length_reruns_only_that_scenario(edit):
     cfg = tiny_config()
     cfg["scenarios"]["short"]["prompt_tokens"] = 24
-    assert edit(cfg) == blocks("short") | AGG_REPORT
+    assert edit(cfg) == blocks("short") | sweeps() | AGG_REPORT
 
 
 def test_one_slot_override_reruns_only_that_scenarios_blocks(edit):
@@ -64,7 +77,7 @@ def test_more_repeats_run_only_the_new_blocks(edit):
     cfg = tiny_config()
     cfg["repeats"] = 3
     new = blocks("short", repeats=(2, 3)) | blocks("mixed", repeats=(2, 3))
-    assert edit(cfg) == new | AGG_REPORT
+    assert edit(cfg) == new | sweeps(repeats=(2, 3)) | AGG_REPORT
 
 
 def test_the_analysis_settings_rerun_only_aggregate_and_report(edit):
@@ -87,6 +100,7 @@ def test_model_source_reruns_everything_downstream_of_that_model(edit):
         *converts("A"),
         *blocks("short"),
         *blocks("mixed"),
+        *sweeps(),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -101,6 +115,7 @@ def test_both_model_sources_rerun_everything(edit):
         *converts(),
         *blocks("short"),
         *blocks("mixed"),
+        *sweeps(),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -113,6 +128,8 @@ def test_adding_a_precision_runs_only_its_conversion_and_runs(edit):
         *converts(precisions=["fp16"]),
         *blocks("short", ["fp16"]),
         *blocks("mixed", ["fp16"]),
+        *sweeps(precisions=["fp16"]),
+        *calibrations(["float16"]),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -125,6 +142,7 @@ def test_int4_scheme_rebuilds_only_the_int4_artifacts_and_their_runs(edit):
         *converts(precisions=["int4"]),
         *blocks("short", ["int4"]),
         *blocks("mixed", ["int4"]),
+        *sweeps(precisions=["int4"]),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -133,7 +151,8 @@ def test_int4_scheme_rebuilds_only_the_int4_artifacts_and_their_runs(edit):
 def test_int4_kernel_reruns_only_the_int4_runs(edit):
     cfg = tiny_config()
     cfg["int4"] = {"kernel": "reference"}
-    assert edit(cfg) == blocks("short", ["int4"]) | blocks("mixed", ["int4"]) | AGG_REPORT
+    expected = blocks("short", ["int4"]) | blocks("mixed", ["int4"]) | sweeps(precisions=["int4"])
+    assert edit(cfg) == expected | AGG_REPORT
 
 
 def test_a_key_no_rule_reads_reruns_nothing(edit):
@@ -163,3 +182,34 @@ def test_allocator_on_a_cpu_config_reruns_nothing(edit):
     cfg = tiny_config()
     cfg["allocator"] = "expandable_segments:True"  # only accelerator workers read it
     assert edit(cfg) == set()
+
+
+def test_the_rate_grid_reruns_only_the_sweeps(edit):
+    cfg = tiny_config()
+    cfg["scenarios"]["short"]["sweep"]["fractions"] = [0, 0.3, 0.6, 0.9]
+    assert edit(cfg) == sweeps() | AGG_REPORT
+
+
+def test_reordering_the_rate_grid_reruns_nothing(edit):
+    cfg = tiny_config()
+    cfg["scenarios"]["short"]["sweep"]["fractions"] = [1.0, 0, 0.5]
+    assert edit(cfg) == set()
+
+
+def test_a_sweep_on_another_scenario_runs_only_its_sweeps(edit):
+    cfg = tiny_config()
+    cfg["scenarios"]["mixed"]["sweep"] = {"victim": "B", "fractions": [0, 0.5, 1]}
+    assert edit(cfg) == sweeps("mixed") | AGG_REPORT
+
+
+def test_the_calibration_settings_rerun_only_the_calibration(edit):
+    cfg = tiny_config()
+    cfg["calibration"]["repeats"] = 5
+    assert edit(cfg) == calibrations() | AGG_REPORT
+
+
+def test_the_slots_devices_rerun_the_calibration_and_every_run(edit):
+    cfg = tiny_config()
+    cfg["slots"] = ["cpu:1", "cpu:0"]  # A and B swap cores
+    expected = calibrations() | blocks("short") | blocks("mixed") | sweeps()
+    assert edit(cfg) == expected | AGG_REPORT

@@ -17,9 +17,43 @@ rule block:
         "../scripts/run_block.py"
 
 
+rule calibrate:
+    output:
+        CALIBRATION,
+    log:
+        calibrate="logs/calibrate/{slot}/{dtype}.log",
+        probes=directory("logs/calibrate/{slot}/{dtype}.probes"),
+    # It measures the whole machine's memory bandwidth: nothing may run beside it.
+    threads: workflow.cores
+    params:
+        spec=lambda w: dbconfig.calibration_params(CFG, w.slot, w.dtype),
+    script:
+        "../scripts/calibrate.py"
+
+
+rule sweep:
+    input:
+        unpack(sweep_inputs),
+    output:
+        directory(SWEEP_DIR),
+    log:
+        sweep="logs/sweep/{scenario}/{precision}/r{repeat}.log",
+        workers=directory("logs/sweep/{scenario}/{precision}/r{repeat}.workers"),
+    # A run owns the whole machine, as in a block.
+    threads: workflow.cores
+    params:
+        spec=lambda w: dbconfig.sweep_params(
+            CFG, w.scenario, w.precision, int(w.repeat)
+        ),
+    script:
+        "../scripts/run_sweep.py"
+
+
 rule aggregate:
     input:
-        run_outputs(),
+        runs=run_outputs(),
+        calibrations=calibration_outputs(),
+        sweeps=sweep_outputs(),
     output:
         **METRICS_OUTPUTS,
     log:

@@ -28,8 +28,16 @@ BLOCK_OUTPUTS = {
 }
 
 
+# One contention sweep block: a folder with one run per point (its points depend on the
+# scenario's fractions, which an output list cannot: Snakemake's outputs are per rule).
+SWEEP_DIR = "results/sweeps/{scenario}/{precision}/r{repeat}"
+CALIBRATION = "results/calibration/{slot}/{dtype}.json"
+
+
 wildcard_constraints:
     model="|".join(SLOTS),
+    slot="|".join(SLOTS),
+    dtype="|".join(sorted(set(PRECISION_DTYPES.values()))),
     precision="|".join(PRECISION_DTYPES),
     layout="|".join(dbconfig.LAYOUTS),
     scenario="[a-z][a-z0-9_]*",
@@ -55,3 +63,30 @@ def block_inputs(wildcards):
         for slot in SLOTS
         if slot in slots
     }
+
+
+def sweep_outputs():
+    """Every sweep block of every scenario that has a sweep."""
+    return expand(
+        SWEEP_DIR,
+        scenario=[name for name, sc in CFG["scenarios"].items() if sc["sweep"]],
+        precision=CFG["precisions"],
+        repeat=range(1, CFG["repeats"] + 1),
+    )
+
+
+def sweep_inputs(wildcards):
+    """A sweep block loads the victim's and the neighbour's models, and reads the neighbour's
+    solo capacity from its alone run of the same block."""
+    sweep = CFG["scenarios"][wildcards.scenario]["sweep"]
+    models = {
+        slot: f"results/models/{slot}/{wildcards.precision}"
+        for slot in (sweep["victim"], sweep["neighbour"])
+    }
+    capacity = RUN_DIR.replace("{layout}", dbconfig.alone_layout(sweep["neighbour"]))
+    return {**models, "capacity": capacity + "/run.json"}
+
+
+def calibration_outputs():
+    """One calibration per slot and compute dtype of the config's precisions."""
+    return expand(CALIBRATION, slot=SLOTS, dtype=dbconfig.calibration_dtypes(CFG))
