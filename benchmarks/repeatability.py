@@ -16,16 +16,11 @@ from __future__ import annotations
 import argparse
 import math
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pandas as pd
-import yaml
+from common import default_config, run_pipeline  # benchmarks/common.py (the script directory)
 from scipy import stats
 
-REPO = Path(__file__).resolve().parents[1]
 # The answers whose interval decides "interference or not" (1.00 = none).
 INTERFERENCE = ("scaling_efficiency", "slowdown_throughput", "slowdown_ttft_p50",
                 "slowdown_tpot_p50", "slowdown_e2e_p50")  # fmt: skip
@@ -51,26 +46,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
 
-    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg = default_config()
     cfg["repeats"] = args.repeats
     if args.scenarios:
         cfg["scenarios"] = {k: v for k, v in cfg["scenarios"].items() if k in args.scenarios}
-    work = Path(tempfile.mkdtemp(prefix="dualbench-repeatability-"))
-    for name in ("Snakefile", "workflow"):
-        (work / name).symlink_to(REPO / name)
-    (work / "config").mkdir()
-    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "all", "report"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        print(proc.stderr[-4000:])
-        raise SystemExit(f"snakemake failed; work dir {work}")
-    print(f"{args.repeats} blocks per scenario in {time.perf_counter() - started:.0f} s")
+    work, seconds = run_pipeline(cfg, "dualbench-repeatability-")
+    print(f"{args.repeats} blocks per scenario in {seconds:.0f} s")
 
     answers = pd.read_csv(work / "results/metrics/answers.csv")
     blocks = pd.read_csv(work / "results/metrics/blocks.csv")

@@ -284,6 +284,18 @@ def test_an_open_loop_slots_rows():
     assert [r["submit_s"] for r in rows.requests[4:]] == [0.1, 0.2]  # the arrivals
 
 
+def test_an_open_loop_slot_with_no_arrival_in_the_run_has_rows_without_a_span():
+    # A low rate on a long scenario: the first arrival falls after the stop.
+    record = sweep_record(sweep=True)
+    b = record["slots"]["B"]["result"]
+    b.update(calls=[], arrivals_ns=[])
+    a, b = record_rows(record).runs
+    assert (a["window_start_s"], a["window_end_s"]) == (0.0, 1.0)
+    assert b["requests"] == 0 and b["arrivals"] == 0 and b["backlog"] == 0
+    assert math.isnan(b["slot_start_s"]) and math.isnan(b["slot_end_s"])
+    assert a["valid"] is True
+
+
 def test_a_sweep_neighbours_backlog_reaches_the_warnings_column():
     record = sweep_record(sweep=True)
     record["warnings"] = ["bf16 is emulated"]

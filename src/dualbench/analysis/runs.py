@@ -243,8 +243,9 @@ def _window_columns(name: str, reduced: _Reduced, window_s: float) -> dict:
     return {
         "window_start_s": reduced.rel(reduced.window[0]),
         "window_end_s": reduced.rel(reduced.window[1]),
-        "slot_start_s": reduced.rel(reduced.firsts[name]),
-        "slot_end_s": reduced.rel(reduced.lasts[name]),
+        # An open-loop slot at a low rate may have had no arrival in the whole run: no span.
+        "slot_start_s": reduced.rel(reduced.firsts[name]) if name in reduced.firsts else math.nan,
+        "slot_end_s": reduced.rel(reduced.lasts[name]) if name in reduced.lasts else math.nan,
         "span_s": reduced.span_s,
         "overlap_frac": window_s / reduced.span_s if reduced.span_s else math.nan,
     }
