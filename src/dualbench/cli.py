@@ -21,7 +21,14 @@ def _cmd_check_config(args) -> None:
         print(f"{args.config}: {line}")
     blocks = len(cfg["scenarios"]) * len(cfg["precisions"]) * cfg["repeats"]
     runs = blocks * len(cfg["layouts"])
-    print(f"{args.config}: valid ({runs} runs in {blocks} blocks)")
+    sweeps = [sc["sweep"] for sc in cfg["scenarios"].values() if sc["sweep"]]
+    per_grid = len(cfg["precisions"]) * cfg["repeats"]
+    points = sum(len(sweep["fractions"]) for sweep in sweeps) * per_grid
+    calibrations = len(config.SLOT_NAMES) * len(config.calibration_dtypes(cfg))
+    print(
+        f"{args.config}: valid ({runs} runs in {blocks} blocks, {points} sweep runs in "
+        f"{len(sweeps) * per_grid} sweep blocks, {calibrations} calibrations)"
+    )
 
 
 def _cmd_fetch(args) -> None:

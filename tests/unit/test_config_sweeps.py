@@ -160,3 +160,20 @@ def test_calibration_spec_reads_slots_dtype_and_settings_only():
     raw["slots"] = ["cpu:0", "cpu:1"]
     placed = config.calibration_spec(config.validate(raw), "B", "bfloat16")
     assert placed["slots"] == {"A": "cpu:0", "B": "cpu:1"}
+
+
+def test_check_config_counts_the_sweep_runs_and_calibrations(tmp_path, capsys):
+    import yaml
+
+    from dualbench.cli import main
+
+    raw = base()
+    raw["repeats"] = 2
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["check-config", str(path)]) in (0, None)
+    # 2 scenarios x 2 precisions x 2 blocks x 3 layouts; s's sweep: 3 points x 2 x 2;
+    # bf16 and int4 both compute in bfloat16: 2 slots x 1 dtype
+    assert capsys.readouterr().out.strip().endswith(
+        "valid (24 runs in 8 blocks, 12 sweep runs in 4 sweep blocks, 2 calibrations)"
+    )
