@@ -174,6 +174,8 @@ def test_check_config_counts_the_sweep_runs_and_calibrations(tmp_path, capsys):
     assert main(["check-config", str(path)]) in (0, None)
     # 2 scenarios x 2 precisions x 2 blocks x 3 layouts; s's sweep: 3 points x 2 x 2;
     # bf16 and int4 both compute in bfloat16: 2 slots x 1 dtype
-    assert capsys.readouterr().out.strip().endswith(
-        "valid (24 runs in 8 blocks, 12 sweep runs in 4 sweep blocks, 2 calibrations)"
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .endswith("valid (24 runs in 8 blocks, 12 sweep runs in 4 sweep blocks, 2 calibrations)")
     )
