@@ -67,6 +67,13 @@ def test_pipeline_completes_and_reports_a_crashed_run(pipeline, tmp_path):
     assert not runs.query("status == 'error'").valid.any()
     html = (workdir / "results/report/report.html").read_text()
     assert "exited with code 3" in html
+    # B's alone run failed, so its sweep has no capacity: only the victim-alone points ran,
+    # and the loaded points are recorded as not run, with the reason.
+    sweep = pd.read_csv(workdir / "results/metrics/contention.csv")
+    assert sweep[sweep["fraction"] == 0]["valid"].all()
+    loaded = sweep[sweep["fraction"] > 0]
+    assert len(loaded) == 4 and not loaded["valid"].any()
+    assert loaded["invalid_reasons"].str.contains("no solo capacity of B").all()
 
 
 def test_a_stale_result_never_passes_for_a_new_run(pipeline, tmp_path, monkeypatch):

@@ -39,6 +39,7 @@ def stop_config(duration_s: float) -> dict:
     del cfg["scenarios"]["mixed"]
     cfg["precisions"] = ["bf16"]
     cfg["layouts"] = ["colocated"]
+    del cfg["scenarios"]["short"]["sweep"]  # a sweep needs the alone layouts
     cfg["scenarios"]["short"]["duration_s"] = duration_s
     return cfg
 

@@ -192,3 +192,19 @@ def test_a_fit_with_200_refits_is_fast():
         fit = fit_curve(RATES, y, model, CEILING, n_boot=200)
         elapsed = time.perf_counter() - start
         assert fit.converged and elapsed < 0.5, (model, elapsed)
+
+
+def test_fair_share_with_its_knee_beyond_the_data_bounds_beta_from_above():
+    # A flat curve far below the ceiling: every beta up to (C - BW_max) / max rate fits.
+    rng = np.random.default_rng(3)
+    rates = np.repeat([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], 3)
+    bandwidths = 6e9 * (1 + 0.01 * rng.standard_normal(rates.size))
+    fit = fit_curve(rates, bandwidths, "fair_share", ceiling=44e9, n_boot=50)
+    assert fit.converged and fit.params["beta"] == 0.0
+    lo, hi = fit.intervals["beta"]
+    assert lo == 0.0 and hi == pytest.approx((44e9 - fit.params["bw_max"]) / 1.0)
+    assert "knee beyond the measured rates" in fit.note
+    # with the knee inside the data, beta is estimated as before
+    steep = 6e9 * np.minimum(1, 8e9 / (6e9 + 4e9 * rates))
+    fit = fit_curve(rates, steep, "fair_share", ceiling=8e9, n_boot=0)
+    assert fit.params["beta"] == pytest.approx(4e9, rel=1e-6) and "knee" not in fit.note

@@ -71,7 +71,10 @@ def _predict(model: str, theta: np.ndarray, r: np.ndarray, ceiling: float) -> np
         return t[0] * np.exp(-t[1] * r)
     if model == "floor":
         return t[0] * (t[1] + (1.0 - t[1]) * np.exp(-t[2] * r))
-    return t[0] * np.minimum(1.0, ceiling / np.maximum(t[0] + t[1] * r, 1e-300))
+    # A trial point with BW_max near 0 makes C / demand overflow to inf, then min(1, inf) = 1:
+    # the right limit, so the overflow is not worth a warning in the aggregate's log.
+    with np.errstate(over="ignore"):
+        return t[0] * np.minimum(1.0, ceiling / np.maximum(t[0] + t[1] * r, 1e-300))
 
 
 def curve(model: str, params, rates, ceiling: float = math.nan) -> np.ndarray | None:
@@ -244,10 +247,29 @@ def fit_curve(
             tail = 50 * (1 - confidence)
             lo, hi = np.percentile(table, [tail, 100 - tail], axis=0)
             intervals = {nm: (float(a), float(b)) for nm, a, b in zip(params, lo, hi, strict=True)}
+    if model == "fair_share":
+        params, intervals = _bound_unseen_knee(params, intervals, r, c, notes)
     return Fit(
         model, params, intervals, float(rss), float(aic), n, tuple(map(float, y - fitted)), True,
         "; ".join(notes),
     )  # fmt: skip
+
+
+def _bound_unseen_knee(params, intervals, r, ceiling, notes):
+    """fair_share's beta when no point lies past the knee (BW_max + beta * rate <= C at every
+    measured rate): the curve is flat over the data for every beta up to (C - BW_max) /
+    max rate, so the data bound beta from above and say nothing else. Reported as 0 (the
+    flat curve) with the interval [0, that bound] and a note, never as the arbitrary point
+    where the solver stopped, whose bootstrap interval would have zero width."""
+    bw_max, beta = params["bw_max"], params["beta"]
+    top = float(r.max()) if r.size else 0.0
+    if top <= 0 or bw_max + beta * top > ceiling:
+        return params, intervals
+    bound = max(0.0, (ceiling - bw_max) / top)
+    notes.append(
+        f"knee beyond the measured rates: the data bound beta only from above (<= {bound:.4g})"
+    )
+    return {**params, "beta": 0.0}, {**intervals, "beta": (0.0, bound)}
 
 
 def _resample(model, r, y, fitted, c, theta, n_boot, seed, scheme) -> np.ndarray:
