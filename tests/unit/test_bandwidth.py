@@ -55,8 +55,10 @@ def test_prefill_flops_mfu_and_the_regime_of_the_longer_phase():
     assert out["mfu"] == pytest.approx(187_826_176 / 0.020 / 1e11)
     assert out["prefill_regime"] == "overhead-bound"  # MBU 0.37, MFU 0.09
     assert out["regime"] == "bandwidth-bound"  # decode: 7 · 10 ms > 20 ms prefill
+    assert out["regime_phase"] == "decode"
     slow_prefill = columns({"tpot_ms_mean": 10.0, "ttft_ms_mean": 200.0})
     assert slow_prefill["regime"] == slow_prefill["prefill_regime"] == "overhead-bound"
+    assert slow_prefill["regime_phase"] == "prefill"
 
 
 def test_queueing_is_not_prefill_time():
@@ -90,6 +92,7 @@ def test_missing_figures_give_nan_not_errors():
     assert uncalibrated["regime"] == ""
     failed = columns({"tpot_ms_mean": math.nan, "ttft_ms_mean": math.nan})
     assert math.isnan(failed["decode_bw_bytes_s"]) and failed["regime"] == ""
+    assert failed["regime_phase"] == ""
     unknown = roofline_columns({"conversion": {"source": "local:/x"}}, SETTINGS, {}, PEAKS)
     assert set(unknown) == set(ROOFLINE_COLUMNS) and math.isnan(unknown["decode_bytes_per_step"])
     assert unknown["peak_bw_bytes_s"] == 1e10

@@ -93,6 +93,7 @@ def roofline(bw: float, regime: str = "bandwidth-bound", mfu: float = 0.21) -> d
         "mfu": mfu,
         "prefill_regime": "overhead-bound",
         "regime": regime,
+        "regime_phase": "decode",
         "peak_bw_bytes_s": PEAK_BW,
         "peak_flop_s": PEAK_FLOP,
     }
@@ -278,12 +279,12 @@ def test_regime_is_the_most_common_with_the_utilisation_of_its_phase():
     # Two of six alone runs compute-bound by their prefill (MFU 80%): the mode still wins.
     which = runs.index[alone][:2]
     runs.loc[which, ["regime", "prefill_regime", "mfu"]] = ["compute-bound", "compute-bound", 0.8]
-    runs.loc[which, "prefill_flops"] = 5 * runs.loc[which, "prefill_flop_s"]  # 5 s > decode
+    runs.loc[which, "regime_phase"] = "prefill"
     found = alone_regime(prepare_roofline(prepare_runs(runs)), KEY)
     assert (found["regime"], found["mbu"], found["n"]) == ("bandwidth-bound", 0.75, 4)
     runs.loc[runs.index[alone], ["regime", "prefill_regime", "mfu"]] = [
         "compute-bound", "compute-bound", 0.8]  # fmt: skip
-    runs.loc[alone, "prefill_flops"] = 5 * runs.loc[alone, "prefill_flop_s"]
+    runs.loc[alone, "regime_phase"] = "prefill"
     s = sentence(runs)
     assert s["text"].startswith("short/bf16: compute-bound, 80% of measured peak FLOP/s (MFU);")
 

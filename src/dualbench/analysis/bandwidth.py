@@ -61,7 +61,7 @@ def roofline_columns(result: dict | None, settings: dict, row: dict, peaks: Peak
     the slot's metrics (slot_metrics: tpot_ms_mean, ttft_ms_mean, queue_ms_mean); NaN and
     empty labels where a figure is missing."""
     out = dict.fromkeys(ROOFLINE_COLUMNS, math.nan)
-    out.update(decode_regime="", prefill_regime="", regime="")
+    out.update(decode_regime="", prefill_regime="", regime="", regime_phase="")
     out.update(peak_bw_bytes_s=peaks.bw_bytes_s, peak_flop_s=peaks.flop_s)
     shape = model_shape(result or {})
     if shape is None:
@@ -102,7 +102,10 @@ def roofline_columns(result: dict | None, settings: dict, row: dict, peaks: Peak
     # The phase that takes the larger part of a request names the slot's regime.
     decode_total_s = decode_s * (new - 1) if new >= 2 else 0.0
     prefill_longer = not math.isnan(prefill_s) and prefill_s > decode_total_s
-    out["regime"] = out["prefill_regime"] if prefill_longer else out["decode_regime"]
+    if math.isnan(decode_s) and math.isnan(prefill_s):
+        return out  # nothing was timed (a failed run): no phase, no regime
+    out["regime_phase"] = "prefill" if prefill_longer else "decode"
+    out["regime"] = out[f"{out['regime_phase']}_regime"]
     return out
 
 

@@ -134,7 +134,7 @@ STARTUP_COLUMNS = ["load_s", "warmup_s"]
 # The roofline of the slot (dualbench.analysis.bandwidth): what a decode step reads and
 # computes, what it achieved against the slot's calibrated peaks, and the regime that follows.
 # ``mbu`` is the decode phase's, ``mfu`` the prefill's; ``regime`` is that of the phase that
-# takes the larger part of a request's time.
+# takes the larger part of a request's time, which ``regime_phase`` names (decode, prefill).
 ROOFLINE_COLUMNS = [
     "decode_bytes_per_step",
     "decode_flops_per_step",
@@ -153,6 +153,7 @@ ROOFLINE_COLUMNS = [
     "mfu",
     "prefill_regime",
     "regime",
+    "regime_phase",
     "peak_bw_bytes_s",
     "peak_flop_s",
 ]

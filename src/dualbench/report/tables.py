@@ -189,7 +189,8 @@ def prepare_contention_fits(fits: pd.DataFrame | None) -> pd.DataFrame:
 def prepare_roofline(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` (as prepare_runs returns it) with runs.csv's roofline columns typed; runs
     written before the roofline existed get them empty."""
-    return _typed(runs, ROOFLINE_COLUMNS, {"decode_regime", "prefill_regime", "regime"})
+    labels = {"decode_regime", "prefill_regime", "regime", "regime_phase"}
+    return _typed(runs, ROOFLINE_COLUMNS, labels)
 
 
 def run_label(layout: str, slot: str) -> str:

@@ -8,7 +8,7 @@ One sentence per scenario × precision names the resource that limits it (``wall
   slot and block; a tie goes to the first of ``REGIMES``), with the median over the runs in it
   of their utilisation: MBU for bandwidth-bound, MFU for compute-bound, both for
   overhead-bound, as a percentage of the slot's calibrated peak (runs.csv's MBU and MFU
-  already are), each of the phase that named the run's regime (``regime_phase``);
+  already are), each of the phase that named the run's regime (runs.csv's ``regime_phase``);
 - the co-location effect: answers.csv's "growth" of subject "all", with its interval where it
   has one (two blocks or more);
 - the reason, from the pair's decode bandwidth: per block, the sum of ``decode_bw_bytes_s``
@@ -139,22 +139,10 @@ def _key_rows(runs: pd.DataFrame, key: Key) -> pd.DataFrame:
     return runs[sel & runs["valid"]]
 
 
-def regime_phase(run: dict[str, Any]) -> str:
-    """The phase whose regime runs.csv's ``regime`` is: the one taking the larger part of a
-    request, decided as dualbench.analysis.bandwidth decides it (prefill only when its time
-    is known and longer), from the times the columns imply: prefill_flops / prefill_flop_s
-    against (new_tokens - 1) x decode_flops_per_step / decode_flop_s."""
-    prefill_s = number(run.get("prefill_flops")) / number(run.get("prefill_flop_s"))
-    steps = number(run.get("new_tokens")) - 1
-    decode_s = number(run.get("decode_flops_per_step")) / number(run.get("decode_flop_s"))
-    decode_total = decode_s * steps if steps >= 1 else 0.0
-    return "prefill" if math.isfinite(prefill_s) and prefill_s > decode_total else "decode"
-
-
 def alone_regime(runs: pd.DataFrame, key: Key) -> dict[str, Any] | None:
     """The regime of ``key``'s valid alone runs (most common; see the module docstring), the
-    median MBU and MFU of the runs in it, each of the phase that named its regime
-    (``regime_phase``: decode mbu / decode_mfu, prefill prefill_mbu / mfu), and how many runs
+    median MBU and MFU of the runs in it, each of the phase that named its regime (runs.csv's
+    ``regime_phase``: decode mbu / decode_mfu, prefill prefill_mbu / mfu), and how many runs
     that is; None without any."""
     rows = _key_rows(runs, key)
     rows = rows[rows["layout"].str.startswith("alone_") & rows["regime"].isin(REGIMES)]
@@ -163,7 +151,7 @@ def alone_regime(runs: pd.DataFrame, key: Key) -> dict[str, Any] | None:
     counts = Counter(rows["regime"])
     regime = max(REGIMES, key=lambda r: (counts[r], -REGIMES.index(r)))
     mode = rows[rows["regime"] == regime].to_dict("records")
-    decode = [regime_phase(r) == "decode" for r in mode]
+    decode = [r.get("regime_phase") != "prefill" for r in mode]
     mbu = [r["mbu" if d else "prefill_mbu"] for r, d in zip(mode, decode, strict=True)]
     mfu = [r["decode_mfu" if d else "mfu"] for r, d in zip(mode, decode, strict=True)]
     return {"regime": regime, "mbu": median(mbu), "mfu": median(mfu), "n": len(mode)}
