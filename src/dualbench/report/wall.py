@@ -11,8 +11,9 @@ One sentence per scenario × precision names the resource that limits it (``wall
   already are), each of the phase that named the run's regime (runs.csv's ``regime_phase``);
 - the co-location effect: answers.csv's "growth" of subject "all", with its interval where it
   has one (two blocks or more);
-- the reason, from the pair's decode bandwidth: per block, the sum of ``decode_bw_bytes_s``
-  over the slots of the co-located run (every slot valid), median over the blocks, as a share
+- the reason, from the pair's memory traffic: per block, the sum over the slots of the
+  co-located run (every slot valid) of analysis.contention.traffic_bytes_s (forward passes per
+  second x bytes per decode step, contention.csv's measure), median over the blocks, as a share
   of the calibrated contended total ceiling (calibration.csv's ``copy_contended_total_bytes_s``
   for the precision's dtype; runs.csv's ``peak_bw_bytes_s`` is one slot's alone peak, not it):
   - share ≥ ``WALL_FRACTION`` → "the pair reaches N% of the contended copy bandwidth: memory
