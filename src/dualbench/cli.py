@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from dualbench.config.vocabulary import LAYOUTS, PRECISION_DTYPES
+from dualbench.config.vocabulary import PRECISION_DTYPES, model_names
 from dualbench.errors import user_errors_exit
 
 
@@ -24,7 +24,7 @@ def _cmd_check_config(args) -> None:
     sweeps = [sc["sweep"] for sc in cfg["scenarios"].values() if sc["sweep"]]
     per_grid = len(cfg["precisions"]) * cfg["repeats"]
     points = sum(len(sweep["fractions"]) for sweep in sweeps) * per_grid
-    calibrations = len(config.SLOT_NAMES) * len(config.calibration_dtypes(cfg))
+    calibrations = len(model_names(cfg)) * len(config.calibration_dtypes(cfg))
     print(
         f"{args.config}: valid ({runs} runs in {blocks} blocks, {points} sweep runs in "
         f"{len(sweeps) * per_grid} sweep blocks, {calibrations} calibrations)"
@@ -55,6 +55,11 @@ def _cmd_run(args) -> None:
     from dualbench.measure.runner import run_to_file
 
     cfg = config.load(args.config, Machine())
+    if args.layout not in cfg["layouts"]:
+        raise config.ConfigError(
+            f"layout {args.layout!r} is not in the config's layouts "
+            f"({', '.join(cfg['layouts'])}); name one of them or add it to layouts"
+        )
     spec = config.run_spec(cfg, args.scenario, args.precision, args.layout)
     models = {
         slot: args.models.format(slot=slot, precision=args.precision) for slot in spec["slots"]
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config")
     p.add_argument("scenario")
     p.add_argument("precision")
-    p.add_argument("layout", choices=LAYOUTS)
+    p.add_argument("layout", help="one of the config's layouts, e.g. alone_A or colocated")
     p.add_argument("out", help="run.json to write")
     p.add_argument(
         "--models",
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("aggregate", help="run.json files -> metrics tables")
     p.add_argument("out")
     p.add_argument("runs", nargs="+")
-    p.add_argument("--models", default="{}", help='JSON {"A": source, "B": source}')
+    p.add_argument("--models", default="{}", help='JSON {"<model>": source, ...}')
     p.set_defaults(func=_cmd_aggregate)
 
     p = sub.add_parser("report", help="metrics tables -> report.html")

@@ -208,7 +208,8 @@ def test_bad_slot_device_says_how_to_write_one():
 def test_matching_slots_and_device_are_accepted():
     cfg = base()
     cfg.update(slots=["npu:0", "npu:0"], device="npu")
-    assert config.validate(cfg)["slots"] == ["npu:0", "npu:0"]
+    # A list is read in sorted model-name order and kept as a mapping.
+    assert config.validate(cfg)["slots"] == {"A": {"device": "npu:0"}, "B": {"device": "npu:0"}}
 
 
 def test_load_errors_are_one_line(tmp_path):
@@ -224,7 +225,9 @@ def test_load_errors_are_one_line(tmp_path):
 
 def test_unknown_layout():
     with pytest.raises(ConfigError, match="layout 'alone_C' is unknown"):
-        config.layout_slots("alone_C")
+        config.layout_slots("alone_C", ("A", "B"))
+    with pytest.raises(ConfigError, match="layout 'together' is unknown"):
+        config.layout_slots("together", ("A", "B"))
 
 
 # --- cache contract ---------------------------------------------------------------------------
@@ -271,7 +274,8 @@ models: {B: {seed: 1, source: 'synthetic:llama-3.2-tiny'},
          A: {source: synthetic:llama-3.2-tiny, seed: 0}}
 """
 
-RUNS = [(s, p, lay) for s in ("short", "long") for p in ("bf16", "fp16") for lay in config.LAYOUTS]
+LAYOUTS = ("alone_A", "alone_B", "colocated")
+RUNS = [(s, p, lay) for s in ("short", "long") for p in ("bf16", "fp16") for lay in LAYOUTS]
 
 
 def load_text(tmp_path, text: str, name: str = "c.yaml") -> dict:
@@ -424,7 +428,7 @@ def test_explicit_default_equals_omitted(raw, path, value):
 def test_slot_override_applies_to_that_slot_only(raw):
     before = config.validate(raw)
     after = edited(raw, "scenarios.short.slots", {"B": {"prompt_tokens": 48}})
-    short = [(p, lay) for p in ("bf16", "fp16") for lay in config.LAYOUTS]
+    short = [(p, lay) for p in ("bf16", "fp16") for lay in LAYOUTS]
     for p, lay in short:
         same = config.run_params(after, "short", p, lay) == config.run_params(
             before, "short", p, lay

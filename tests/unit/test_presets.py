@@ -40,6 +40,6 @@ def test_preset_is_valid_over_the_default(preset):
         assert "fp16" in cfg["precisions"]
     # Every scenario measures several calls per slot, so latency percentiles mean something.
     for name in cfg["scenarios"]:
-        for slot in config.SLOT_NAMES:
+        for slot in config.model_names(cfg):
             s = config.slot_settings(cfg, name, slot)
             assert s["min_requests"] >= 2 * s["batch_size"], (name, slot)

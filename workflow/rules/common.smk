@@ -1,13 +1,16 @@
 # Names, wildcard constraints and target lists shared by the rules.
 from dualbench.analysis.columns import METRICS_FILES
-from dualbench.config.vocabulary import PRECISION_DTYPES
+import re
+
+from dualbench.config.vocabulary import PRECISION_DTYPES, model_names
 from dualbench.measure.lifetime import forward_interrupts_to_jobs
 
 # Ctrl-C or `kill -INT` of Snakemake stops running jobs now, not after their window.
 if workflow.local_exec and not workflow.remote_exec:
     forward_interrupts_to_jobs()
 
-SLOTS = list(dbconfig.SLOT_NAMES)
+# The config's models, sorted: each runs in the slot of its name.
+SLOTS = list(model_names(CFG))
 # The tables of the analysis stage, named once (dualbench.analysis.columns).
 METRICS_OUTPUTS = {
     name: f"results/metrics/{file}" for name, file in METRICS_FILES.items()
@@ -39,7 +42,8 @@ wildcard_constraints:
     slot="|".join(SLOTS),
     dtype="|".join(sorted(set(PRECISION_DTYPES.values()))),
     precision="|".join(PRECISION_DTYPES),
-    layout="|".join(dbconfig.LAYOUTS),
+    # Layout names hold + (colocated:A+B): escaped, so the regex means the name.
+    layout="|".join(re.escape(layout) for layout in CFG["layouts"]),
     scenario="[a-z][a-z0-9_]*",
     repeat="[1-9][0-9]*",
 
@@ -57,7 +61,9 @@ def run_outputs():
 
 def block_inputs(wildcards):
     """The converted models a block loads: the slots of its layouts."""
-    slots = {s for layout in CFG["layouts"] for s in dbconfig.layout_slots(layout)}
+    slots = {
+        s for layout in CFG["layouts"] for s in dbconfig.layout_slots(layout, SLOTS)
+    }
     return {
         slot: f"results/models/{slot}/{wildcards.precision}"
         for slot in SLOTS

@@ -1,7 +1,7 @@
 """The configuration: its vocabulary, validation against the schema and the machine, and the
 canonical slice of it that each rule reads (DESIGN §4).
 
-- ``vocabulary``: slot names, layouts, precisions and their dtypes (plain data);
+- ``vocabulary``: model (slot) names, the layout grammar, precisions and their dtypes;
 - ``yaml_file``: reading a config file, duplicated keys refused;
 - ``model_sources``: the syntax of a model source and a local checkpoint's required files;
 - ``validation``: schema, defaults, the rules the schema cannot express;
@@ -26,19 +26,18 @@ from dualbench.config.params import (
     report_params,
     run_params,
     run_spec,
+    slot_devices,
     slot_settings,
     sweep_params,
     sweep_point,
     sweep_spec,
 )
 from dualbench.config.validation import load, schema, validate
-from dualbench.config.vocabulary import LAYOUTS, SLOT_NAMES, alone_layout, layout_slots
+from dualbench.config.vocabulary import alone_layout, layout_slots, model_names
 from dualbench.config.yaml_file import read_yaml
 from dualbench.errors import ConfigError
 
 __all__ = [
-    "LAYOUTS",
-    "SLOT_NAMES",
     "ConfigError",
     "aggregate_params",
     "alone_layout",
@@ -51,12 +50,14 @@ __all__ = [
     "convert_params",
     "layout_slots",
     "load",
+    "model_names",
     "model_params",
     "read_yaml",
     "report_params",
     "run_params",
     "run_spec",
     "schema",
+    "slot_devices",
     "slot_settings",
     "sweep_params",
     "sweep_point",

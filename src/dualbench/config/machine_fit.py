@@ -8,7 +8,7 @@ that measures, so there nothing is resolved and ``native16`` is refused (``unres
 from __future__ import annotations
 
 from dualbench.backends.base import format_cores, parse_cores
-from dualbench.config.vocabulary import NATIVE16
+from dualbench.config.vocabulary import NATIVE16, model_names
 from dualbench.errors import ConfigError, DeviceError
 from dualbench.native_dtypes import emulation_warning, resolve_native16
 
@@ -34,7 +34,7 @@ def resolve_on(machine, cfg: dict) -> dict:
     """Check the config against ``machine`` and resolve what depends on its hardware."""
     kind = _device_kind(machine, cfg)
     devices = _check_slots(machine, cfg, kind)
-    precisions, notes = [], []
+    precisions, notes = [], _sharing_notes(machine, cfg, kind)
     for precision in cfg["precisions"]:
         concrete = precision
         if precision == NATIVE16:
@@ -70,7 +70,7 @@ def _device_kind(machine, cfg: dict) -> str:
     tools instead of from torch so that nothing initialises a device in Snakemake."""
     device, slots = cfg["device"], cfg["slots"]
     if device == "auto" and slots != "auto":
-        device = slots[0].split(":", 1)[0]
+        device = next(iter(slots.values()))["device"].split(":", 1)[0]
     if device == "auto":
         # Cheapest question first: a machine without torch_npu never runs npu-smi.
         if machine.has_torch_npu and machine.npu:
@@ -92,7 +92,7 @@ def _check_slots(machine, cfg: dict, kind: str) -> list:
     if kind == "cpu":
         if slots != "auto":
             usable = set(machine.cpu.usable_cores)
-            for spec in slots:
+            for spec in (entry["device"] for entry in slots.values()):
                 try:
                     cores = parse_cores(spec.split(":", 1)[1])
                 except DeviceError as error:
@@ -119,9 +119,9 @@ def _check_slots(machine, cfg: dict, kind: str) -> list:
             "build of torch (envs/cuda.yaml) or set device: cpu"
         )
     if slots == "auto":
-        return list(listing[:2])
+        return list(listing[: len(model_names(cfg))])
     used = []
-    for spec in slots:
+    for spec in (entry["device"] for entry in slots.values()):
         index = int(spec.split(":", 1)[1])
         if index >= len(listing):
             names = ", ".join(f"{kind}:{d.index} {d.name}" for d in listing)
@@ -130,3 +130,27 @@ def _check_slots(machine, cfg: dict, kind: str) -> list:
             )
         used.append(listing[index])
     return used
+
+
+def _sharing_notes(machine, cfg: dict, kind: str) -> list[str]:
+    """Say when auto slots cannot give every model its own device or core set: the models then
+    share (oversubscribe) them, which the report must not pass off as separate hardware."""
+    names = model_names(cfg)
+    if cfg["slots"] != "auto" or len(names) < 2:
+        return []
+    if kind == "cpu":
+        cores = len(machine.cpu.usable_cores)
+        if cores < len(names):
+            return [
+                f"slots: auto puts {len(names)} models on {cores} usable cores: every slot "
+                "shares all of them (oversubscribed: co-located workers compete for cores, not "
+                "only for memory bandwidth)"
+            ]
+        return []
+    listing = (machine.cuda if kind == "cuda" else machine.npu) or []
+    if 0 < len(listing) < len(names):
+        return [
+            f"slots: auto puts {len(names)} models on {len(listing)} {kind} device(s): "
+            "models share devices in turn (slot i on device i mod count)"
+        ]
+    return []

@@ -17,9 +17,11 @@ from dualbench.config.vocabulary import (
     INT4_CONVERT_KEYS,
     PER_SLOT_KEYS,
     PRECISION_DTYPES,
-    SLOT_NAMES,
     alone_layout,
+    group_layout,
+    layout_schedule,
     layout_slots,
+    model_names,
 )
 
 
@@ -73,24 +75,33 @@ def convert_params(cfg: dict, precision: str) -> str:
 
 
 def _cpu_only(cfg: dict) -> bool:
+    devices = slot_devices(cfg)
     return cfg["resolved"]["device"] == "cpu" or (
-        cfg["slots"] != "auto" and all(s.startswith("cpu:") for s in cfg["slots"])
+        devices != "auto" and all(d.startswith("cpu:") for d in devices.values())
     )
+
+
+def slot_devices(cfg: dict) -> dict[str, str] | str:
+    """``auto``, or each model's device string."""
+    if cfg["slots"] == "auto":
+        return "auto"
+    return {name: entry["device"] for name, entry in cfg["slots"].items()}
 
 
 def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
     """Everything one run needs and nothing more: it is also the run's cache key."""
     sc = cfg["scenarios"][scenario]
-    slot_devices = (
-        cfg["slots"] if cfg["slots"] == "auto" else dict(zip(SLOT_NAMES, cfg["slots"], strict=True))
-    )
+    names = model_names(cfg)
+    devices = slot_devices(cfg)
     slots = {}
-    for slot in layout_slots(layout):
+    for slot in layout_slots(layout, names):
         slots[slot] = {
             **slot_settings(cfg, scenario, slot),
             "model": slot,
-            "device": slot_devices if slot_devices == "auto" else slot_devices[slot],
+            "device": devices if devices == "auto" else devices[slot],
         }
+        if devices != "auto" and "core_limit" in cfg["slots"][slot]:
+            slots[slot]["core_limit"] = cfg["slots"][slot]["core_limit"]
     spec = {
         "scenario": scenario,
         "precision": precision,
@@ -102,6 +113,14 @@ def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
         "slots": slots,
         "telemetry": cfg["telemetry"],
     }
+    # Free-running layouts carry no schedule key: their cache keys are what they were before
+    # lockstep and single-thread runs existed.
+    if layout_schedule(layout) != "free":
+        spec["schedule"] = layout_schedule(layout)
+    # Auto slots spread every model over the devices (or cores) there are: which ones a model
+    # gets depends on how many models share them, so that count is part of the run.
+    if devices == "auto":
+        spec["slot_names"] = list(names)
     # The allocator setting exists only on accelerators: on a CPU-only config it is not part
     # of the run, so editing it reruns nothing there.
     if not _cpu_only(cfg):
@@ -162,9 +181,8 @@ def sweep_spec(cfg: dict, scenario: str, precision: str, repeat: int) -> dict:
     runs = {}
     for position, point in enumerate(order, start=1):
         fraction = points[point]
-        layout = alone_layout(victim) if fraction == 0 else COLOCATED
-        spec = run_spec(cfg, scenario, precision, layout)
-        spec["slots"] = {s: v for s, v in spec["slots"].items() if s in (victim, neighbour)}
+        pair = group_layout(COLOCATED, (victim, neighbour), model_names(cfg))
+        spec = run_spec(cfg, scenario, precision, alone_layout(victim) if fraction == 0 else pair)
         spec["slots"][victim].pop("arrival", None)  # the victim always runs closed-loop
         if fraction > 0:
             spec["slots"][neighbour]["arrival"] = {
@@ -205,10 +223,8 @@ def calibration_spec(cfg: dict, slot: str, dtype: str) -> dict:
     mib = settings["copy_mib"]
     spec = {
         "device": cfg["resolved"]["device"],
-        "slots": cfg["slots"]
-        if cfg["slots"] == "auto"
-        else dict(zip(SLOT_NAMES, cfg["slots"], strict=True)),
-        "names": list(SLOT_NAMES),
+        "slots": slot_devices(cfg),
+        "names": list(model_names(cfg)),
         "slot": slot,
         "dtype": dtype,
         "repeats": settings["repeats"],
@@ -240,7 +256,7 @@ def aggregate_params(cfg: dict) -> str:
     answers over blocks are judged (confidence, equivalence margin, drift tolerance)."""
     return canonical(
         {
-            "models": {slot: cfg["models"][slot]["source"] for slot in SLOT_NAMES},
+            "models": {slot: cfg["models"][slot]["source"] for slot in model_names(cfg)},
             "analysis": cfg["analysis"],
         }
     )

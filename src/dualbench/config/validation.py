@@ -18,7 +18,14 @@ import yaml
 from dualbench.config.machine_fit import resolve_on, unresolved
 from dualbench.config.model_sources import parse_source, validate_checkpoint
 from dualbench.config.params import slot_settings
-from dualbench.config.vocabulary import SLOT_NAMES, alone_layout
+from dualbench.config.vocabulary import (
+    alone_layout,
+    default_layouts,
+    is_group,
+    layout_schedule,
+    layout_slots,
+    model_names,
+)
 from dualbench.config.yaml_file import read_yaml
 from dualbench.errors import ConfigError, SourceError
 
@@ -61,10 +68,16 @@ def _one_line(error: jsonschema.ValidationError) -> str:
         missing = [k for k in error.validator_value if k not in error.instance]
         where = f"{key}." if error.absolute_path else ""
         return f"missing key {where}{missing[0]}: add it (see config/README.md)"
+    if error.validator == "pattern" and error.schema.get("pattern", "").startswith("^[A-Za-z]"):
+        return (
+            f"{key}: {error.instance!r} is not a model name; use letters and digits, starting "
+            "with a letter, at most 16 (e.g. A, B, C, small1)"
+        )
     if key == "slots" or key.startswith("slots."):
         return (
-            f"{key}: {error.instance!r} is not valid; use auto or two devices such as "
-            "[npu:0, npu:1], [cuda:0, cuda:0] or [cpu:0-3, cpu:4-7]"
+            f"{key}: {error.instance!r} is not valid; use auto, one device per model such as "
+            "[npu:0, npu:1], [cuda:0, cuda:0] or [cpu:0-3, cpu:4-7], or a mapping such as "
+            "{A: npu:0, B: {device: npu:0, core_limit: {cube: 12, vector: 24}}}"
         )
     if error.validator == "pattern" and key.endswith("source"):
         return (
@@ -115,20 +128,13 @@ def _check_finite(value: Any, key: str) -> None:
 
 
 def _check_semantics(cfg: dict) -> None:
-    """Rules the schema cannot express: source syntax and checkpoints, context length, slots."""
-    slots = cfg["slots"]
-    if slots != "auto":
-        kinds = {s.split(":", 1)[0] for s in slots}
-        if len(kinds) != 1:
-            raise ConfigError(f"slots: {slots} mixes device kinds; both slots must be one kind")
-        (kind,) = kinds
-        if cfg["device"] not in ("auto", kind):
-            raise ConfigError(
-                f"slots: {slots} are {kind} devices but device is {cfg['device']!r}; "
-                f"set device: {kind} (or auto)"
-            )
+    """Rules the schema cannot express: model names across keys, slots, layouts, source syntax
+    and checkpoints, context length, arrivals and sweeps."""
+    names = model_names(cfg)
+    cfg["slots"] = _normalised_slots(cfg["slots"], names, cfg["device"])
+    cfg["layouts"] = _checked_layouts(cfg.get("layouts"), names)
     limits = {}
-    for slot in SLOT_NAMES:
+    for slot in names:
         source = cfg["models"][slot]["source"]
         try:
             kind, ref = parse_source(source)
@@ -138,10 +144,17 @@ def _check_semantics(cfg: dict) -> None:
         except (ConfigError, SourceError) as error:
             raise ConfigError(f"models.{slot}.source: {error}") from None
     for name, scenario in cfg["scenarios"].items():
+        for slot in scenario["slots"]:
+            if slot not in names:
+                raise ConfigError(
+                    f"scenarios.{name}.slots.{slot}: no model is named {slot}; use one of "
+                    f"{', '.join(names)}"
+                )
         _check_arrivals(name, scenario)
+        _check_turns(name, cfg, names)
         if scenario["sweep"] is not None:
-            _check_sweep(name, scenario["sweep"], cfg["layouts"])
-        for slot in SLOT_NAMES:
+            _check_sweep(name, scenario["sweep"], cfg["layouts"], names)
+        for slot in names:
             settings = slot_settings(cfg, name, slot)
             limit = limits[slot]
             need = settings["prompt_tokens"] + settings["new_tokens"]
@@ -149,6 +162,89 @@ def _check_semantics(cfg: dict) -> None:
                 raise ConfigError(
                     f"scenarios.{name}: prompt_tokens + new_tokens = {need} for slot {slot} "
                     f"exceeds the context of model {slot} ({limit} tokens); shorten the prompt"
+                )
+
+
+def _normalised_slots(slots, names: tuple[str, ...], device: str):
+    """``auto``, or {model: {"device": ..., ["core_limit": ...]}} for every model: a list is
+    read in sorted model-name order, a mapping must name every model and nothing else."""
+    if slots == "auto":
+        return slots
+    if isinstance(slots, list):
+        if len(slots) != len(names):
+            raise ConfigError(
+                f"slots: {len(slots)} devices for {len(names)} models ({', '.join(names)}); "
+                "list one device per model in sorted name order, or use auto"
+            )
+        slots = dict(zip(names, slots, strict=True))
+    unknown = sorted(set(slots) - set(names))
+    missing = [n for n in names if n not in slots]
+    if unknown:
+        raise ConfigError(
+            f"slots.{unknown[0]}: no model is named {unknown[0]}; use one of {', '.join(names)}"
+        )
+    if missing:
+        raise ConfigError(f"slots: model {missing[0]} has no slot; add slots.{missing[0]}")
+    normal = {
+        n: dict(slots[n]) if isinstance(slots[n], dict) else {"device": slots[n]} for n in names
+    }
+    kinds = {entry["device"].split(":", 1)[0] for entry in normal.values()}
+    if len(kinds) != 1:
+        raise ConfigError(
+            f"slots: {', '.join(e['device'] for e in normal.values())} mixes device kinds; "
+            "every slot must be one kind"
+        )
+    (kind,) = kinds
+    if device not in ("auto", kind):
+        raise ConfigError(
+            f"slots: the slots are {kind} devices but device is {device!r}; "
+            f"set device: {kind} (or auto)"
+        )
+    for n, entry in normal.items():
+        if "core_limit" in entry and kind != "npu":
+            raise ConfigError(
+                f"slots.{n}.core_limit: core limits split an Ascend NPU's AI cores and exist "
+                f"on npu slots only, not {entry['device']}; remove core_limit"
+            )
+    return normal
+
+
+def _checked_layouts(layouts, names: tuple[str, ...]) -> list[str]:
+    """The layouts, each spelled by the grammar of dualbench.config.vocabulary and naming
+    models that exist; by default every model alone and then all co-located. Two spellings of
+    the same runs (colocated:A+B and colocated when A and B are all the models) are refused."""
+    if layouts is None:
+        return default_layouts(names)
+    seen: dict[tuple, str] = {}
+    for layout in layouts:
+        members = layout_slots(layout, names)
+        if is_group(layout) and len(names) < 2:
+            raise ConfigError(
+                f"layouts: {layout} runs models side by side but models defines only "
+                f"{names[0]}; add a model or use alone_{names[0]}"
+            )
+        key = (layout_schedule(layout), is_group(layout), members)
+        if key in seen:
+            raise ConfigError(
+                f"layouts: {layout} and {seen[key]} are the same runs; keep one of them"
+            )
+        seen[key] = layout
+    return list(layouts)
+
+
+def _check_turns(name: str, cfg: dict, names: tuple[str, ...]) -> None:
+    """Lockstep passes a turn between busy workers, and a single thread drives its models one
+    call after the other: neither has room for a slot that waits for its next arrival."""
+    for layout in cfg["layouts"]:
+        schedule = layout_schedule(layout)
+        if schedule == "free":
+            continue
+        for slot in layout_slots(layout, names):
+            if slot_settings(cfg, name, slot).get("arrival"):
+                raise ConfigError(
+                    f"scenarios.{name}: slot {slot} has open-loop arrivals, which layout "
+                    f"{layout} cannot drive (its slots run back to back); set the arrival to "
+                    f"null for {slot} or drop {layout} from layouts"
                 )
 
 
@@ -168,13 +264,21 @@ def _check_arrivals(name: str, scenario: dict) -> None:
             )
 
 
-def _check_sweep(name: str, sweep: dict, layouts: list[str]) -> None:
-    """The neighbour defaults to the other slot; fraction 0 anchors the curve; the neighbour's
-    solo capacity comes from its alone run of the same block, so that layout must run."""
+def _check_sweep(name: str, sweep: dict, layouts: list[str], names: tuple[str, ...]) -> None:
+    """The neighbour defaults to the first other model; fraction 0 anchors the curve; the
+    neighbour's solo capacity comes from its alone run of the same block, so that layout must
+    run."""
     key = f"scenarios.{name}.sweep"
-    victim = sweep["victim"]
+    victim = sweep.setdefault("victim", names[0])
+    for role in ("victim", "neighbour"):
+        if role in sweep and sweep[role] not in names:
+            raise ConfigError(
+                f"{key}.{role}: no model is named {sweep[role]}; use one of {', '.join(names)}"
+            )
+    if len(names) < 2:
+        raise ConfigError(f"{key}: a sweep needs two models, models defines one; remove sweep")
     if "neighbour" not in sweep:
-        sweep["neighbour"] = next(s for s in SLOT_NAMES if s != victim)
+        sweep["neighbour"] = next(s for s in names if s != victim)
     if sweep["neighbour"] == victim:
         raise ConfigError(f"{key}: victim and neighbour are both {victim}; name two slots")
     if 0 not in sweep["fractions"]:

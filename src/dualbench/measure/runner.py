@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from dualbench.backends import resolve
-from dualbench.config.vocabulary import SLOT_NAMES
+from dualbench.config.vocabulary import DEFAULT_MODELS
 from dualbench.hardware import cpu_facts, machine_state
 from dualbench.measure.lifetime import PARENT_PID_ENV
 from dualbench.measure.progress import RunLog
@@ -95,11 +95,13 @@ def run(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     slot_devices = {name: s["device"] for name, s in spec["slots"].items()}
-    # "auto" for every slot means the backend spreads them; explicit devices are parsed.
+    # "auto" for every slot means the backend spreads every model of the config over what it
+    # has (slot_names: all of them, so a model gets the same device alone and co-located);
+    # explicit devices are parsed.
     backend, all_slots = resolve(
         spec["device"],
         "auto" if set(slot_devices.values()) == {"auto"} else slot_devices,
-        SLOT_NAMES,
+        spec.get("slot_names", DEFAULT_MODELS),
     )
     slots = {name: all_slots[name] for name in spec["slots"]}
     record = {
