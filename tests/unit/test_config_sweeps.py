@@ -117,7 +117,7 @@ def test_sweep_spec_points_victim_and_neighbour():
     alone = spec["runs"]["f0"]
     assert alone["layout"] == "alone_A" and list(alone["slots"]) == ["A"]
     loaded = spec["runs"]["f0.5"]
-    assert loaded["layout"] == "colocated"
+    assert loaded["layout"] == "colocated:A+B"  # the pair as a subset: stable as models are added
     assert "arrival" not in loaded["slots"]["A"]  # the victim runs closed-loop
     arrival = loaded["slots"]["B"]["arrival"]
     assert arrival["process"] == "poisson" and arrival["rate_rps"] is None

@@ -213,3 +213,32 @@ def test_the_slots_devices_rerun_the_calibration_and_every_run(edit):
     cfg["slots"] = ["cpu:1", "cpu:0"]  # A and B swap cores
     expected = calibrations() | blocks("short") | blocks("mixed") | sweeps()
     assert edit(cfg) == expected | AGG_REPORT
+
+
+def test_adding_a_third_model_runs_its_model_and_what_it_joins(edit):
+    """C joins the co-located run of every block (so each block, measured as a whole, reruns)
+    and the contended calibration copy; with auto slots the three models now share the two
+    cores, so the sweeps' runs change too. A's and B's models are not fetched or converted
+    again."""
+    cfg = tiny_config()
+    cfg["models"]["C"] = {"source": "synthetic:llama-3.2-tiny", "seed": 2}
+    expected = {
+        ("fetch_model", "results/models/C/base"),
+        *converts("C"),
+        *blocks("short"),
+        *blocks("mixed"),
+        *sweeps(),
+        *calibrations(slots="ABC"),
+        *AGG_REPORT,
+    }
+    assert edit(cfg) == expected
+
+
+def test_changing_the_schedule_reruns_only_the_blocks(edit):
+    """colocated -> lockstep: the blocks' co-located runs change; models, calibrations and
+    sweeps (which drive their pair free-running) do not."""
+    cfg = tiny_config()
+    cfg["layouts"] = ["alone_A", "alone_B", "lockstep"]
+    assert edit(cfg) == blocks("short") | blocks("mixed") | AGG_REPORT
+    cfg["layouts"] = ["alone_A", "alone_B", "colocated", "single_thread_streams"]
+    assert edit(cfg) == blocks("short") | blocks("mixed") | AGG_REPORT

@@ -17,8 +17,8 @@ from dualbench.config.vocabulary import (
     INT4_CONVERT_KEYS,
     PER_SLOT_KEYS,
     PRECISION_DTYPES,
+    SUBSET_SEPARATOR,
     alone_layout,
-    group_layout,
     layout_schedule,
     layout_slots,
     model_names,
@@ -177,11 +177,13 @@ def sweep_spec(cfg: dict, scenario: str, precision: str, repeat: int) -> dict:
     victim, neighbour = sweep["victim"], sweep["neighbour"]
     fractions = sorted(float(f) for f in sweep["fractions"])
     points = {sweep_point(f): f for f in fractions}
+    # The pair is spelled as a subset even when it is every model, so that adding a model to
+    # the config leaves the sweep's runs (and their cache keys) as they were.
+    pair = f"{COLOCATED}:{SUBSET_SEPARATOR.join(sorted((victim, neighbour)))}"
     order = block_order(list(points), sc["seed"], f"{scenario}/sweep", precision, repeat)
     runs = {}
     for position, point in enumerate(order, start=1):
         fraction = points[point]
-        pair = group_layout(COLOCATED, (victim, neighbour), model_names(cfg))
         spec = run_spec(cfg, scenario, precision, alone_layout(victim) if fraction == 0 else pair)
         spec["slots"][victim].pop("arrival", None)  # the victim always runs closed-loop
         if fraction > 0:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dualbench.config.vocabulary import layout_slots
 from dualbench.measure.progress import block_line
 from dualbench.measure.runner import run_to_file
 
@@ -26,7 +25,7 @@ def run_block(
     for position, layout in enumerate(block["order"], start=1):
         block_line(block, position, layout)
         spec = block["runs"][layout]
-        models = {slot: model_dirs[slot] for slot in layout_slots(layout)}
+        models = {slot: model_dirs[slot] for slot in spec["slots"]}
         records[layout] = run_to_file(
             spec, models, Path(out_paths[layout]), Path(work_dir) / layout
         )
