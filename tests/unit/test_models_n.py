@@ -244,3 +244,14 @@ def test_auto_slots_of_three_models_on_two_cores(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
     _, slots = resolve(spec["device"], "auto", spec["slot_names"])
     assert [slots[n].cores for n in "ABC"] == [(0, 1), (2, 3), (4, 5)]
+
+
+def test_core_limits_refuse_the_single_thread_layout():
+    def mutate(c):
+        c["slots"] = {
+            n: {"device": "npu:0", "core_limit": {"cube": 8, "vector": 16}} for n in "ABC"
+        }
+        c["layouts"] = ["alone_A", "single_thread_streams"]
+
+    message = error_of(mutate)
+    assert message.startswith("layouts: single_thread_streams runs its models in one process")

@@ -133,6 +133,7 @@ def _check_semantics(cfg: dict) -> None:
     names = model_names(cfg)
     cfg["slots"] = _normalised_slots(cfg["slots"], names, cfg["device"])
     cfg["layouts"] = _checked_layouts(cfg.get("layouts"), names)
+    _check_core_limits(cfg, names)
     limits = {}
     for slot in names:
         source = cfg["models"][slot]["source"]
@@ -230,6 +231,22 @@ def _checked_layouts(layouts, names: tuple[str, ...]) -> list[str]:
             )
         seen[key] = layout
     return list(layouts)
+
+
+def _check_core_limits(cfg: dict, names: tuple[str, ...]) -> None:
+    """A core limit is set once per worker process (torch.npu.set_device_limit): a
+    single-thread layout holds several models in one process, which one limit cannot split."""
+    if cfg["slots"] == "auto":
+        return
+    limited = {n for n, entry in cfg["slots"].items() if "core_limit" in entry}
+    for layout in cfg["layouts"]:
+        shared = [n for n in layout_slots(layout, names) if n in limited]
+        if layout_schedule(layout) == "single_thread" and shared:
+            raise ConfigError(
+                f"layouts: {layout} runs its models in one process, where slot {shared[0]}'s "
+                "core_limit (set once per process) cannot apply to one model only; drop "
+                f"{layout} from layouts or the core limits"
+            )
 
 
 def _check_turns(name: str, cfg: dict, names: tuple[str, ...]) -> None:
