@@ -73,16 +73,23 @@ def test_per_slot_overrides_reach_the_workers(tables):
     assert set(mixed_a.prompt_tokens) == {16} and set(mixed_a.batch_size) == {1}
 
 
-def test_scaling_is_computed_from_the_runs(tables):
+def test_scaling_is_computed_from_the_runs(tables, pipeline):
     runs, scaling = tables["runs"], tables["scaling"]
+    interference = pd.read_csv(pipeline / "results/metrics/interference.csv")
+    assert len(scaling) == 4 and set(scaling.layout) == {"colocated"} and set(scaling.k) == {2}
     for _, row in scaling.iterrows():
         sel = runs[(runs.scenario == row.scenario) & (runs.precision == row.precision)]
         tput = {(r.layout, r.slot): r.throughput_tok_s for r in sel.itertuples()}
         v2 = tput[("colocated", "A")] + tput[("colocated", "B")]
-        assert row.v2 == pytest.approx(v2)
-        assert row.v1 == pytest.approx((tput[("alone_A", "A")] + tput[("alone_B", "B")]) / 2)
-        assert row.growth == pytest.approx((v2 - row.v1) / row.v1)
-        assert row.slowdown_A == pytest.approx(tput[("alone_A", "A")] / tput[("colocated", "A")])
+        assert row.v_total == pytest.approx(v2)
+        assert row.v1_mean == pytest.approx((tput[("alone_A", "A")] + tput[("alone_B", "B")]) / 2)
+        assert row.growth_per_model == pytest.approx((v2 - row.v1_mean) / row.v1_mean)
+        victim_a = interference.query(
+            f"scenario == '{row.scenario}' and precision == '{row.precision}' and victim == 'A'"
+        )
+        assert victim_a.slowdown_throughput.item() == pytest.approx(
+            tput[("alone_A", "A")] / tput[("colocated", "A")]
+        )
 
 
 def test_report_is_one_self_contained_file(pipeline):
@@ -127,14 +134,14 @@ def test_int4_table_compares_with_the_bf16_runs(tables):
     # per scenario: A alone, B alone, A and B co-located, and the co-located pair
     assert len(table) == 2 * 5 and set(table.baseline) == {"bf16"}
     keyed = runs.set_index(["scenario", "layout", "slot", "precision"])
-    for row in table[table.slot != "pair"].itertuples():
+    for row in table[table.slot != "A+B"].itertuples():
         base = keyed.loc[(row.scenario, row.layout, row.slot, "bf16")]
         int4 = keyed.loc[(row.scenario, row.layout, row.slot, "int4")]
         assert row.throughput_tok_s_ratio == pytest.approx(
             int4.throughput_tok_s / base.throughput_tok_s
         )
         assert row.tpot_ms_p50_ratio == pytest.approx(int4.tpot_ms_p50 / base.tpot_ms_p50)
-    for row in table[table.slot == "pair"].itertuples():
+    for row in table[table.slot == "A+B"].itertuples():
         co = runs[(runs.scenario == row.scenario) & (runs.layout == "colocated")]
         total = co.groupby("precision").throughput_tok_s.sum()
         assert row.throughput_tok_s_ratio == pytest.approx(total["int4"] / total["bf16"])

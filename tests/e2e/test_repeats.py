@@ -67,9 +67,13 @@ def test_runs_table_says_block_and_position(metrics):
 def test_every_answer_has_an_interval_over_the_blocks(metrics):
     answers = metrics["answers"]
     scaling = answers[answers.precision.isin(PRECISIONS)]
-    assert {"v1", "v2", "growth", "scaling_efficiency", "slowdown_throughput"} <= set(
-        scaling.answer
-    )
+    assert {
+        "v1",
+        "v_total",
+        "growth_per_model",
+        "scaling_efficiency",
+        "slowdown_throughput",
+    } <= set(scaling.answer)
     int4 = answers[answers.answer.str.startswith("int4_")]
     assert len(int4) and set(int4.precision) == {"int4"}
     measured = answers[answers.answer != "tokens_per_j"]  # no energy source on every CPU

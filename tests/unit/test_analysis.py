@@ -16,7 +16,7 @@ from dualbench.analysis.aggregate import aggregate
 from dualbench.analysis.columns import RUN_COLUMNS
 from dualbench.analysis.int4 import int4_baseline, int4_table
 from dualbench.analysis.runs import energy_row, record_rows, run_tables
-from dualbench.analysis.scaling import scaling_table
+from dualbench.analysis.scaling import interference_table, scaling_table
 
 MS = 1_000_000
 
@@ -323,8 +323,10 @@ def test_named_column_groups_cover_the_run_columns_in_order():
         columns.WINDOW_COLUMNS,
         columns.THROUGHPUT_COLUMNS,
         columns.LATENCY_COLUMNS,
+        columns.TPOT_SPREAD_COLUMNS,
         columns.LATENCY_COUNT_COLUMNS,
         columns.ARRIVAL_COLUMNS,
+        columns.LOCKSTEP_COLUMNS,
         columns.MEMORY_COLUMNS,
         columns.WEIGHT_COLUMNS,
         columns.ROOFLINE_COLUMNS,
@@ -425,17 +427,33 @@ def test_scaling_table_exact():
     assert list(table.columns) == columns.SCALING_COLUMNS
     assert len(table) == 1
     row = table.iloc[0]
-    assert (row["scenario"], row["precision"]) == ("s", "bf16")
-    assert row["v1_A"] == pytest.approx(6.0)
-    assert row["v1_B"] == pytest.approx(12.0)
-    assert row["v1"] == pytest.approx(9.0)  # (6 + 12) / 2
-    assert row["v2"] == pytest.approx(13.0)  # 4 + 9
-    assert row["growth"] == pytest.approx(4 / 9)  # (13 - 9) / 9
+    assert (row["scenario"], row["precision"], row["repeat"]) == ("s", "bf16", 1)
+    assert (row["layout"], row["schedule"], row["models"], row["k"]) == (
+        "colocated",
+        "free",
+        "A+B",
+        2,
+    )
+    assert row["v1_sum"] == pytest.approx(18.0)  # 6 + 12
+    assert row["v1_mean"] == pytest.approx(9.0)  # (6 + 12) / 2
+    assert row["v_total"] == pytest.approx(13.0)  # 4 + 9
+    assert row["growth_per_model"] == pytest.approx(4 / 9)  # (13 / 9 - 1) / (2 - 1)
     assert row["scaling_efficiency"] == pytest.approx(13 / 18)  # 13 / (6 + 12)
-    assert row["slowdown_A"] == pytest.approx(1.5)  # 6 / 4
-    assert row["slowdown_B"] == pytest.approx(4 / 3)  # 12 / 9
     assert bool(row["valid"]) is True
     assert row["note"] == ""
+
+
+def test_interference_table_exact():
+    table = interference_table(frame(alone_a(), alone_b(), colocated()))
+    assert list(table.columns) == columns.INTERFERENCE_COLUMNS
+    assert list(zip(table.victim, table.neighbours, strict=True)) == [("A", "B"), ("B", "A")]
+    a, b = table.iloc[0], table.iloc[1]
+    assert (a["layout"], a["schedule"]) == ("colocated", "free")
+    assert a["slowdown_throughput"] == pytest.approx(1.5)  # 6 / 4
+    assert b["slowdown_throughput"] == pytest.approx(4 / 3)  # 12 / 9
+    assert a["slowdown_ttft_p50"] == pytest.approx(250 / 100)  # TTFTs 200, 300 vs 100 alone
+    assert a["slowdown_e2e_p50"] == pytest.approx(850 / 500)
+    assert bool(a["valid"]) and bool(b["valid"])
 
 
 def test_scaling_table_missing_layout():
@@ -443,11 +461,14 @@ def test_scaling_table_missing_layout():
     row = table.iloc[0]
     assert row["note"] == "missing runs: alone_B"
     assert bool(row["valid"]) is False
-    assert row["v1_A"] == pytest.approx(6.0)
-    assert row["v2"] == pytest.approx(13.0)
-    assert row["slowdown_A"] == pytest.approx(1.5)
-    for col in ("v1_B", "v1", "growth", "scaling_efficiency", "slowdown_B"):
+    assert row["v_total"] == pytest.approx(13.0)
+    for col in ("v1_sum", "v1_mean", "growth_per_model", "scaling_efficiency"):
         assert math.isnan(row[col]), col
+    slow = interference_table(frame(alone_a(), colocated())).set_index("victim")
+    assert slow.loc["A", "slowdown_throughput"] == pytest.approx(1.5)
+    assert bool(slow.loc["A", "valid"]) is True
+    assert math.isnan(slow.loc["B", "slowdown_throughput"])
+    assert bool(slow.loc["B", "valid"]) is False
 
 
 def test_scaling_table_with_failed_colocated_run():
@@ -455,18 +476,24 @@ def test_scaling_table_with_failed_colocated_run():
     row = table.iloc[0]
     assert bool(row["valid"]) is False
     assert row["note"] == "depends on an invalid or failed run"
-    assert row["v1"] == pytest.approx(9.0)
-    for col in ("v2", "growth", "scaling_efficiency", "slowdown_A", "slowdown_B"):
+    assert row["v1_mean"] == pytest.approx(9.0)
+    for col in ("v_total", "growth_per_model", "scaling_efficiency"):
         assert math.isnan(row[col]), col
+    slow = interference_table(frame(alone_a(), alone_b(), oom_colocated()))
+    assert slow["slowdown_throughput"].isna().all()
+    assert not slow["valid"].any()
 
 
-def test_scaling_table_one_row_per_scenario():
+def test_scaling_table_one_row_per_block_and_group_layout():
     other = [alone_a(), alone_b(), colocated()]
     for r in other:
         r["spec"]["scenario"] = "t"
+    # Scenario t has no group layout: it has no point on a scaling curve.
     table = scaling_table(frame(alone_a(), alone_b(), colocated(), *other[:2]))
+    assert list(table["scenario"]) == ["s"]
+    table = scaling_table(frame(alone_a(), alone_b(), colocated(), *other[:2], other[2]))
     assert list(table["scenario"]) == ["s", "t"]
-    assert table.iloc[1]["note"] == "missing runs: colocated"
+    assert table.iloc[1]["v_total"] == pytest.approx(13.0)
 
 
 # --- aggregate --------------------------------------------------------------------------------
@@ -492,6 +519,7 @@ def test_aggregate_writes_every_table(tmp_path):
         "energy.csv",
         "environment.json",
         "int4.csv",
+        "interference.csv",
         "precisions.csv",
         "requests.csv",
         "runs.csv",
@@ -516,8 +544,13 @@ def test_aggregate_writes_every_table(tmp_path):
     assert list(requests.columns) == columns.REQUEST_COLUMNS
     assert len(requests) == 4 + 8 + 10
     scaling = pd.read_csv(out / "scaling.csv")
-    assert scaling.loc[0, "v2"] == pytest.approx(13.0)
-    assert scaling.loc[0, "growth"] == pytest.approx(4 / 9)
+    assert scaling.loc[0, "v_total"] == pytest.approx(13.0)
+    assert scaling.loc[0, "growth_per_model"] == pytest.approx(4 / 9)
+    interference = pd.read_csv(out / "interference.csv")
+    assert list(interference.columns) == columns.INTERFERENCE_COLUMNS
+    assert list(interference["slowdown_throughput"]) == pytest.approx([1.5, 4 / 3])
+    assert list(runs["schedule"]) == ["free"] * 4
+    assert list(runs["turns"]) == [0] * 4 and runs["handoff_us_mean"].isna().all()
     env = json.loads((out / "environment.json").read_text())
     assert env["python"] == "3.11"
     assert env["models"] == sources
@@ -565,7 +598,7 @@ def test_int4_table_ratios_and_pair():
         ("alone_B", "B"),
         ("colocated", "A"),
         ("colocated", "B"),
-        ("colocated", "pair"),
+        ("colocated", "A+B"),  # the group's sum
     ]
     assert set(table.baseline) == {"bf16"}
     assert table.throughput_tok_s_ratio.tolist() == pytest.approx([2.5] * 5)
@@ -592,4 +625,4 @@ def test_int4_pair_is_invalid_when_a_slot_is():
     runs.loc[(runs.precision == "int4") & (runs.slot == "B"), "valid"] = False
     table = int4_table(runs).set_index("slot")
     assert table.loc["A", "valid"] and not table.loc["B", "valid"]
-    assert not table.loc["pair", "valid"]
+    assert not table.loc["A+B", "valid"]

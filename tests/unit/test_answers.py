@@ -51,37 +51,39 @@ def test_constant_slowdowns_are_recovered_exactly():
     table = answers_table(runs_frame(), pd.DataFrame())
     assert list(table.columns) == ANSWER_COLUMNS
     for slot, value in SLOW.items():
-        row = answer(table, "slowdown_throughput", slot)
+        row = answer(table, "slowdown_throughput", f"colocated/{slot}")
         assert row.estimate == pytest.approx(value) and row.n == 3
         assert row.lo == pytest.approx(value) and row.hi == pytest.approx(value)
         assert row.verdict_kind == "effect" and row.verdict.startswith(f"{value:.2f}×")
-    ttft = answer(table, "slowdown_ttft_p50", "A")
+    ttft = answer(table, "slowdown_ttft_p50", "colocated/A")
     assert ttft.estimate == pytest.approx(1.2)  # co-located 12 ms per 10 ms alone
-    assert answer(table, "slowdown_tpot_p50", "A").verdict_kind == "equivalent"
+    tpot = answer(table, "slowdown_tpot_p50", "colocated/A")
+    assert tpot.verdict_kind == "equivalent"
+    assert tpot.verdict == "no detectable interference (±3%)"
 
 
-def test_efficiency_growth_and_v2_from_the_same_blocks():
+def test_efficiency_growth_and_v_total_from_the_same_blocks():
     table = answers_table(runs_frame(), pd.DataFrame())
     # per block: V2 = A/1.25 + B/1.6, V1 sum = A + B; A = 2B in every block
     eff = (2 / 1.25 + 1 / 1.6) / 3
-    assert answer(table, "scaling_efficiency", "all").estimate == pytest.approx(eff)
-    assert answer(table, "growth", "all").estimate == pytest.approx(2 * eff - 1)
+    assert answer(table, "scaling_efficiency", "colocated").estimate == pytest.approx(eff)
+    assert answer(table, "growth_per_model", "colocated").estimate == pytest.approx(2 * eff - 1)
     v2 = [a / 1.25 + b / 1.6 for a, b in zip(ALONE["A"], ALONE["B"], strict=True)]
     geometric = math.exp(sum(math.log(v) for v in v2) / 3)
-    assert answer(table, "v2", "all").estimate == pytest.approx(geometric)
+    assert answer(table, "v_total", "colocated").estimate == pytest.approx(geometric)
     assert answer(table, "v1", "A").lo < answer(table, "v1", "A").estimate
 
 
 def test_an_invalid_run_leaves_its_block_out_of_that_answer():
     table = answers_table(runs_frame(invalid={(2, "colocated", "B")}), pd.DataFrame())
-    assert answer(table, "slowdown_throughput", "B").n == 2
-    assert answer(table, "slowdown_throughput", "A").n == 3
-    assert answer(table, "scaling_efficiency", "all").n == 2
+    assert answer(table, "slowdown_throughput", "colocated/B").n == 2
+    assert answer(table, "slowdown_throughput", "colocated/A").n == 3
+    assert answer(table, "scaling_efficiency", "colocated").n == 2
 
 
 def test_one_block_has_no_interval():
     table = answers_table(runs_frame(blocks=1), pd.DataFrame())
-    row = answer(table, "slowdown_throughput", "A")
+    row = answer(table, "slowdown_throughput", "colocated/A")
     assert row.n == 1 and math.isnan(row.lo) and math.isnan(row.hi)
     assert row.verdict == "one repeat: no interval"
 
@@ -92,7 +94,7 @@ def test_int4_ratios_are_unpaired_over_the_blocks_of_each_precision():
     row = answer(table, "int4_throughput_tok_s_ratio", "alone_A/A", precision="int4")
     assert row.estimate == pytest.approx(1.5) and row.n == 3
     assert row.method == "unpaired log-ratio Welch t" and row.unit == "ratio to bf16"
-    pair = answer(table, "int4_peak_mem_bytes_ratio", "pair", precision="int4")
+    pair = answer(table, "int4_peak_mem_bytes_ratio", "colocated/A+B", precision="int4")
     assert pair.estimate == pytest.approx(1 / 1.5)
 
 

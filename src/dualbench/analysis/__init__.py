@@ -11,7 +11,10 @@ written here. Modules, one concern each:
 - ``series``: pure math on sampled series (integrals, means, counter deltas);
 - ``telemetry``: a run's telemetry reduced to the window: utilisation, energy, tokens/J;
 - ``runs``: one record -> its run, request, energy and telemetry rows, in a single pass;
-- ``scaling``: scaling.csv (V1, V2, growth, efficiency, slowdown);
+- ``layouts``: the models and layouts of the data (names from runs.csv, never a constant);
+- ``lockstep``: a lockstep run's turns: overlaps and hand-over times;
+- ``scaling``: scaling.csv (the scaling curve over group layouts) and interference.csv (each
+  member's slowdowns);
 - ``int4``: precisions.csv and int4.csv (INT4 against its dense baseline);
 - ``aggregate``: ``aggregate()``, which reads the run.json files and writes every table and
   environment.json.

@@ -2,9 +2,9 @@
 schemas: dualbench.analysis.columns).
 
 Each record is reduced once (dualbench.analysis.runs) into its per-run rows; the tables across
-runs (scaling, precisions, int4, and over blocks: answers, blocks) are built from those rows
-and records; environment.json gathers the software, host, devices, models and every run's
-spec.
+runs (scaling, interference, precisions, int4, and over blocks: answers, blocks) are built
+from those rows and records; environment.json gathers the software, host, devices, models and
+every run's spec.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dualbench.analysis.contention import (
 )
 from dualbench.analysis.int4 import int4_table, precision_table
 from dualbench.analysis.runs import record_rows
-from dualbench.analysis.scaling import scaling_table
+from dualbench.analysis.scaling import interference_table, scaling_table
 from dualbench.config.validation import schema
 from dualbench.telemetry.sampler import read_csv as read_telemetry_csv
 
@@ -81,6 +81,7 @@ def aggregate(
     write("runs", runs)
     write("requests", pd.DataFrame(request_rows, columns=REQUEST_COLUMNS))
     write("scaling", scaling_table(runs))
+    write("interference", interference_table(runs))
     write("precisions", precision_table(records, model_sources))
     write("int4", int4_table(runs))
     energy = pd.DataFrame(energy_rows, columns=ENERGY_COLUMNS)

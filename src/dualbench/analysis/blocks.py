@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from dualbench.analysis.columns import BLOCK_COLUMNS
-from dualbench.config.vocabulary import SLOT_NAMES, alone_layout
+from dualbench.analysis.layouts import data_models
+from dualbench.config.vocabulary import alone_layout
 
 # The device temperature metric the telemetry records (NVML), in °C.
 TEMPERATURE_METRIC = "temperature_c"
@@ -54,10 +55,10 @@ def _order(block: pd.DataFrame) -> list[str]:
 
 
 def _drift_notes(group: pd.DataFrame, tolerance: float) -> dict[int, list[str]]:
-    """{repeat: notes} for the blocks whose alone throughput of some slot lies more than
-    ``tolerance`` from the median of the other blocks' (needs two blocks or more)."""
+    """{repeat: notes} for the blocks whose alone throughput of some model (of the data) lies
+    more than ``tolerance`` from the median of the other blocks' (needs two blocks or more)."""
     notes: dict[int, list[str]] = {}
-    for slot in SLOT_NAMES:
+    for slot in data_models(group):
         layout = alone_layout(slot)
         sel = group[(group.layout == layout) & (group.slot == slot)]
         values = {

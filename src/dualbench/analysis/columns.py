@@ -2,11 +2,13 @@
 
 - runs.csv: one row per run and slot (``RUN_COLUMNS``);
 - requests.csv: one row per request (``REQUEST_COLUMNS``);
-- scaling.csv: one row per scenario and precision (``SCALING_COLUMNS``);
+- scaling.csv: one row per block and group layout: the scaling curve (``SCALING_COLUMNS``);
+- interference.csv: one row per block, group layout and member: its slowdowns
+  (``INTERFERENCE_COLUMNS``);
 - precisions.csv: one row per model and precision: the converted checkpoint's bytes, INT4
   scheme and fidelity (``PRECISION_COLUMNS``);
-- int4.csv: INT4 against the dense baseline per scenario, layout and slot, plus the pair
-  (``INT4_COLUMNS``);
+- int4.csv: INT4 against the dense baseline per scenario, layout and slot, plus each group
+  layout's sum (``INT4_COLUMNS``);
 - energy.csv: one row per run: energy of every device it used, tokens per joule
   (``ENERGY_COLUMNS``);
 - telemetry.csv: every sample of every run, time from the run's release (``TELEMETRY_COLUMNS``);
@@ -21,13 +23,13 @@ slice of positions. ``run_id`` is the one place a run's id is spelled.
 from __future__ import annotations
 
 from dualbench.analysis.metrics import LATENCIES, STATS
-from dualbench.config.vocabulary import SLOT_NAMES
 
 # Table -> file name under results/metrics/.
 METRICS_FILES = {
     "runs": "runs.csv",
     "requests": "requests.csv",
     "scaling": "scaling.csv",
+    "interference": "interference.csv",
     "precisions": "precisions.csv",
     "int4": "int4.csv",
     "energy": "energy.csv",
@@ -70,8 +72,9 @@ def run_identity(spec: dict) -> dict:
 
 # --- runs.csv, by group -----------------------------------------------------------------------
 
-# What ran where, and how it ended.
-SETUP_COLUMNS = ["model", "backend", "device", "status", "error"]
+# What ran where, how it was driven (vocabulary.layout_schedule: free, lockstep,
+# single_thread), and how it ended.
+SETUP_COLUMNS = ["model", "backend", "device", "schedule", "status", "error"]
 VALIDITY_COLUMNS = ["valid", "invalid_reasons", "warnings"]
 # The slot's workload settings.
 WORKLOAD_COLUMNS = ["prompt_tokens", "new_tokens", "batch_size"]
@@ -93,6 +96,9 @@ THROUGHPUT_COLUMNS = [
     "request_rate_rps",
 ]
 LATENCY_COLUMNS = [f"{m}_ms_{s}" for m in LATENCIES for s in STATS]
+# How evenly the tokens came: the standard deviation of the inter-token times (metrics.
+# slot_metrics), where lockstep's strict turns should show against free co-location.
+TPOT_SPREAD_COLUMNS = ["tpot_ms_sd"]
 # How many values each latency's statistics are over (ITL: every gap, n - 1 per request), and
 # which p90/p99 are over too few values to be more than the maximum.
 LATENCY_COUNT_COLUMNS = [*(f"{m}_n" for m in LATENCIES), "percentile_note"]
@@ -108,6 +114,10 @@ ARRIVAL_COLUMNS = [
     *(f"queue_ms_{s}" for s in STATS),
     "queue_n",
 ]
+# A lockstep run's turns (dualbench.analysis.lockstep.turn_stats): forward passes in the window,
+# pairs of turns of different slots that overlapped (0 when the ring held), and the hand-over
+# time between consecutive turns of different slots (µs). Other runs: 0, 0 and NaN.
+LOCKSTEP_COLUMNS = ["turns", "turn_overlaps", "handoff_us_p50", "handoff_us_mean"]
 MEMORY_COLUMNS = [
     "peak_mem_bytes",
     "mem_reserved_peak_bytes",
@@ -167,8 +177,10 @@ RUN_COLUMNS = [
     *WINDOW_COLUMNS,
     *THROUGHPUT_COLUMNS,
     *LATENCY_COLUMNS,
+    *TPOT_SPREAD_COLUMNS,
     *LATENCY_COUNT_COLUMNS,
     *ARRIVAL_COLUMNS,
+    *LOCKSTEP_COLUMNS,
     *MEMORY_COLUMNS,
     *WEIGHT_COLUMNS,
     *ROOFLINE_COLUMNS,
@@ -227,7 +239,9 @@ PRECISION_COLUMNS = [
     "fidelity_inputs",
     "kernel",
 ]
-# What INT4 changes, as int4 value / baseline value (baseline: see int4.int4_baseline).
+# What INT4 changes, as int4 value / baseline value (baseline: see int4.int4_baseline); a
+# group layout's summed row (slot "A+B": layouts.sum_slot) has the sums' throughput and
+# memory only.
 INT4_RATIOS = ["throughput_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "peak_mem_bytes"]
 INT4_COLUMNS = [
     "scenario",
@@ -239,23 +253,24 @@ INT4_COLUMNS = [
     *[f"{m}_ratio" for m in INT4_RATIOS],
     "valid",
 ]
-SCALING_COLUMNS = [
-    "scenario",
-    "precision",
-    "repeat",
-    *[f"v1_{slot}" for slot in SLOT_NAMES],
-    "v1",
-    "v2",
-    "growth",
-    "scaling_efficiency",
-    *[f"slowdown_{slot}" for slot in SLOT_NAMES],
-    "valid",
-    "note",
+# The scaling curve, long (dualbench.analysis.scaling): one row per block (scenario,
+# precision, repeat) and group layout (with its schedule); ``models`` its k members joined by
+# "+", ``v1_sum`` and ``v1_mean`` their throughput alone in the block, ``v_total`` their summed
+# throughput in the layout.
+GROUP_KEY = ["scenario", "precision", "repeat", "layout", "schedule"]
+SCALING_FIGURES = ["v1_sum", "v1_mean", "v_total", "growth_per_model", "scaling_efficiency"]
+SCALING_COLUMNS = [*GROUP_KEY, "models", "k", *SCALING_FIGURES, "valid", "note"]
+# The interference matrix, long: each member (victim) of each group layout against itself
+# alone in the same block; ``neighbours`` the other members joined by "+".
+INTERFERENCE_SLOWDOWNS = [
+    f"slowdown_{m}" for m in ("throughput", "ttft_p50", "tpot_p50", "e2e_p50")
 ]
+INTERFERENCE_COLUMNS = [*GROUP_KEY, "victim", "neighbours", *INTERFERENCE_SLOWDOWNS, "valid"]
 # One row per answer of a scenario and precision, over its blocks (dualbench.analysis.answers):
-# ``subject`` names the slot, layout or "pair" it is about; ``estimate`` with its interval
-# ``lo``..``hi`` (empty with one block) over ``n`` blocks, by ``method``
-# (dualbench.analysis.intervals.METHODS); ``verdict`` in words for interference answers.
+# ``subject`` names the model, layout or "<layout>/<slot>" it is about; ``estimate`` with its
+# interval ``lo``..``hi`` (empty with one block) over ``n`` blocks, by ``method``
+# (dualbench.analysis.intervals.METHODS); ``verdict`` in words for interference answers and
+# schedule comparisons.
 ANSWER_COLUMNS = [
     "scenario",
     "precision",

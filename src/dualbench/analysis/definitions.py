@@ -1,14 +1,23 @@
 """What every metric of the analysis means, stated exactly as computed
-(dualbench.analysis.metrics, .telemetry, .scaling, .int4, .answers, .intervals, .blocks):
+(dualbench.analysis.metrics, .telemetry, .scaling, .lockstep, .int4, .answers, .intervals,
+.blocks):
 ``DEFINITIONS`` is a list of (term, definition) pairs; the report prints it as its
 definitions section.
 """
 
 from __future__ import annotations
 
+from dualbench.analysis.answers import SAME_AS_FREE
 from dualbench.analysis.contention import N_BOOT
 from dualbench.analysis.contention_fit import DISTINGUISHABLE, MODELS
-from dualbench.analysis.intervals import METHODS, PAIRED, PERCENTILE_MIN_N, UNPAIRED, VALUE
+from dualbench.analysis.intervals import (
+    METHODS,
+    NO_INTERFERENCE,
+    PAIRED,
+    PERCENTILE_MIN_N,
+    UNPAIRED,
+    VALUE,
+)
 from dualbench.analysis.metrics import MIN_WINDOW_FRACTION
 from dualbench.analysis.roofline import BOUND_FRACTION
 from dualbench.models.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
@@ -46,6 +55,12 @@ DEFINITIONS = [
         "every gap between consecutive token times of a request (n − 1 gaps per request); "
         "its statistics pool all gaps of all requests.",
     ),
+    (
+        "TPOT sd",
+        "tpot_ms_sd: the standard deviation (population, ddof = 0) of every inter-token time "
+        "(the ITL values) of the slot's requests inside the window, in ms: how evenly its "
+        "tokens came, which per-request TPOT averages away. NaN under two gaps.",
+    ),
     ("E2E", "last token time − submit time, per request."),
     (
         "Latency statistics",
@@ -68,16 +83,71 @@ DEFINITIONS = [
     ),
     ("Request rate", "requests whose tokens all lie inside the window / window seconds."),
     (
-        "V1, V2",
-        "V1_A, V1_B: output throughput of slot A, B alone (same slot, same device); "
-        "V1 = (V1_A + V1_B) / 2; V2: total output throughput of both co-located.",
+        "Layouts and schedules",
+        "the models are the config's (and the data's) model names, each in a slot named after "
+        "it. alone_<m>: model m by itself. A group layout runs k ≥ 2 models at once: "
+        "colocated (all models) or colocated:<m1>+<m2>… (a subset), each model in its own "
+        "worker process, free-running (schedule free); lockstep[:…] (schedule lockstep) and "
+        "single_thread_streams[:…] (schedule single_thread), below.",
     ),
-    ("Growth", "(V2 − V1) / V1: what the second model adds to one model's throughput."),
-    ("Scaling efficiency", "V2 / (V1_A + V1_B), which is V2 / (2·V1): 100% means no interference."),
     (
-        "Slowdown",
-        "per model, throughput alone / throughput co-located, and co-located / alone TTFT, "
-        "TPOT and E2E p50 (1.00 = no slowdown; above 1: worse when co-located).",
+        "Lockstep",
+        "co-located workers, one process per model, that take their forward passes in strict "
+        "turns around a ring: a worker takes the turn, runs one forward pass (a request's "
+        "prefill or one decode step), synchronises its device and passes the turn on. turns: "
+        "the forward passes inside the window, all slots; turn_overlaps: pairs of turns of "
+        "different slots that overlap in time (0 when the ring held; a run with any is "
+        "invalid, as it did not run in turns).",
+    ),
+    (
+        "Handoff cost",
+        "per lockstep run, for consecutive turns (in time order, inside the window) of "
+        "different slots: the next turn's acquisition − the previous turn's release, in µs; "
+        "runs.csv holds its p50 and mean (handoff_us_p50, handoff_us_mean), the answer "
+        "handoff_us the mean over blocks (values interval).",
+    ),
+    (
+        "Single-thread layout",
+        "single_thread_streams[:…]: the origin note's own test code: every model in one "
+        "process, their generate calls made one after the other from one thread, each under "
+        "its own device stream on NPU/CUDA. Each model still has its own row (slot), window "
+        "and figures, as when co-located.",
+    ),
+    (
+        "V1, V_total",
+        "V1_m: output throughput of model m alone (its slot, its device). V_total of a group "
+        "layout of k models: the sum of its models' output throughput in it. The scaling "
+        "curve: V_total of each group layout against its k (scaling.csv, one row per block "
+        "and group layout); with two models, V_total of colocated is the V2 of the origin "
+        "note.",
+    ),
+    (
+        "Growth per added model",
+        "(V_total / V1_mean − 1) / (k − 1), V1_mean the mean V1 of the layout's k models in "
+        "the same block: what each model beyond the first adds, as a fraction of one model's "
+        "throughput (1 = each adds a whole model's worth; for k = 2, (V2 − V1) / V1).",
+    ),
+    (
+        "Scaling efficiency",
+        "V_total / (sum of the layout's models' V1) = V_total / (k · V1_mean): 100% means "
+        "no interference.",
+    ),
+    (
+        "Slowdown and interference matrix",
+        "per group layout and model in it (the victim, beside its neighbours): throughput "
+        "alone / throughput in the layout, and in-layout / alone TTFT, TPOT and E2E p50 "
+        "(1.00 = no slowdown; above 1: worse beside the neighbours). interference.csv holds "
+        "them per block, one row per victim and layout: the matrix of who slows whom down, "
+        "in which company.",
+    ),
+    (
+        "Schedule comparison",
+        "a lockstep or single-thread layout against the free co-location of the same models "
+        "(colocated or colocated:<same models>) in the same blocks, as ratios scheduled / "
+        "free, paired over blocks: total throughput (schedule_throughput_ratio), the run's "
+        "tokens per joule (schedule_tokens_per_j_ratio), and per model its TPOT p50 and TPOT "
+        "sd (schedule_tpot_p50_ratio, schedule_tpot_sd_ratio). Above 1: the schedule has more "
+        "of it than free running.",
     ),
     ("Overlap", "window seconds / span seconds, span = first submit to last token over all slots."),
     (
@@ -85,7 +155,8 @@ DEFINITIONS = [
         "a run is valid when its status is ok, every worker's weights loaded in the run's "
         "precision, every request delivered new_tokens tokens, the slots overlapped, the "
         f"window lasted at least {MIN_WINDOW_FRACTION:.0%} of duration_s and every slot had "
-        "min_requests requests (sequences: batch_size per call) inside it.",
+        "min_requests requests (sequences: batch_size per call) inside it; a lockstep run "
+        "also needs its turns not to overlap (turn_overlaps = 0).",
     ),
     (
         "Peak memory",
@@ -154,8 +225,8 @@ DEFINITIONS = [
     (
         "INT4 ratios",
         "INT4 value / baseline value for the same scenario, block, layout and slot; baseline "
-        "fp16 if measured, else bf16, else fp32. The pair sums the co-located slots' "
-        "throughput and peak memory.",
+        "fp16 if measured, else bf16, else fp32. Each group layout's sum (slot A+B…) adds up "
+        "its models' throughput and peak memory.",
     ),
     (
         "Repeat block",
@@ -167,12 +238,14 @@ DEFINITIONS = [
     (
         "Answers and intervals",
         "each answer's per-block figures are pooled over the blocks in which every run it "
-        "needs is valid (n). Alone against co-located of the same block (growth, scaling "
-        "efficiency, slowdowns) — paired: "
+        "needs is valid (n). Alone against a group layout of the same block (growth per "
+        "added model, scaling efficiency, slowdowns), and a schedule against free "
+        "co-location of the same block (schedule comparisons) — paired: "
         + METHODS[PAIRED]
         + " INT4 against its baseline, whose blocks ran at different times — unpaired: "
         + METHODS[UNPAIRED]
-        + " A figure of one layout (V1, V2, tokens per joule): "
+        + " A figure of one layout (V1, V_total, tokens per joule, hand-over time, a run's "
+        "throughput, latencies and TPOT sd): "
         + METHODS[VALUE]
         + " Why: the spread between blocks is what a rerun shows (a within-run interval "
         "understates it); pairing removes drift common to a block; the log makes a ratio's "
@@ -182,8 +255,9 @@ DEFINITIONS = [
     (
         "Verdict",
         "for an interference ratio (efficiency, slowdowns; 1.00 = none): its interval inside "
-        "1 ± analysis.equivalence_margin → no detectable interference; else excluding 1 → "
-        "the effect with its interval; else inconclusive at n blocks.",
+        f"1 ± analysis.equivalence_margin → {NO_INTERFERENCE}; else excluding 1 → "
+        "the effect with its interval; else inconclusive at n blocks. A schedule comparison "
+        f"is judged alike, its interval inside 1 ± the margin reading {SAME_AS_FREE}.",
     ),
     (
         "Drift guard",

@@ -3,8 +3,8 @@
 - ``precision_table``: one row per model and precision, from the conversion.json facts the
   workers loaded (bytes, INT4 scheme, fidelity against the 16-bit source);
 - ``int4_baseline``: the dense precision INT4 is compared with;
-- ``int4_table``: INT4 / baseline per scenario, block, layout and slot, plus the co-located
-  pair.
+- ``int4_table``: INT4 / baseline per scenario, block, layout and slot, plus each group
+  layout's sum (slot "A+B", dualbench.analysis.layouts.sum_slot).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from dualbench.analysis.columns import (
     INT4_RATIOS,
     PRECISION_COLUMNS,
 )
-from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES
+from dualbench.analysis.layouts import data_models, members, sum_slot
+from dualbench.config.vocabulary import is_group
 
-# The slot name of the co-located pair's summed row in int4.csv.
-PAIR = "pair"
+# What a group layout's summed row adds up (its latencies have no sum).
+SUMMED = ["throughput_tok_s", "peak_mem_bytes"]
 
 
 def precision_table(records: list[dict], model_sources: dict[str, str]) -> pd.DataFrame:
@@ -58,8 +59,9 @@ def int4_baseline(precisions) -> str | None:
 
 
 def int4_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """INT4 / baseline per scenario, block, layout and slot; the colocated pair adds a row
-    with the summed throughput and summed peak memory of its slots. Block r of INT4 is set
+    """INT4 / baseline per scenario, block, layout and slot; each group layout adds a row
+    (slot "A+B") with the summed throughput and summed peak memory of its models. Block r of
+    INT4 is set
     against block r of the baseline, though the two ran at different times: the answers'
     intervals over INT4 ratios are therefore unpaired (dualbench.analysis.answers)."""
     baseline = int4_baseline(runs["precision"].unique()) if len(runs) else None
@@ -75,18 +77,23 @@ def int4_table(runs: pd.DataFrame) -> pd.DataFrame:
         except KeyError:
             continue
         rows.append(_int4_row(scenario, repeat, layout, slot, baseline, base, int4))
-    pairs = runs[runs.layout == COLOCATED].groupby(["scenario", "repeat", "precision"])
-    # A pair's sums need every slot's figure.
-    summed = pairs[["throughput_tok_s", "peak_mem_bytes"]].sum(min_count=len(SLOT_NAMES))
-    valid = pairs["valid"].all()
-    colocated = runs.loc[runs.layout == COLOCATED, ["scenario", "repeat"]].drop_duplicates()
-    for scenario, repeat in colocated.values:
-        b, q = (scenario, repeat, baseline), (scenario, repeat, "int4")
-        if b in summed.index and q in summed.index:
-            base = {**summed.loc[b], "valid": valid[b]}
-            int4 = {**summed.loc[q], "valid": valid[q]}
-            rows.append(_int4_row(scenario, repeat, COLOCATED, PAIR, baseline, base, int4))
+    names = data_models(runs)
+    grouped = runs[[is_group(layout) for layout in runs.layout]]
+    groups = grouped.groupby(["scenario", "repeat", "layout", "precision"], sort=False)
+    keys = grouped[["scenario", "repeat", "layout"]].drop_duplicates().values
+    for scenario, repeat, layout in keys:
+        group = members(layout, names)
+        b, q = (scenario, repeat, layout, baseline), (scenario, repeat, layout, "int4")
+        if b in groups.groups and q in groups.groups:
+            base, int4 = (_summed(groups.get_group(k), len(group)) for k in (b, q))
+            rows.append(_int4_row(scenario, repeat, layout, sum_slot(group), baseline, base, int4))
     return pd.DataFrame(rows, columns=INT4_COLUMNS)
+
+
+def _summed(rows: pd.DataFrame, k: int) -> dict:
+    """A group run's summed throughput and memory; NaN unless all ``k`` models have them."""
+    sums = rows[SUMMED].sum(min_count=k)
+    return {**sums, "valid": bool(rows["valid"].all()) and len(rows) == k}
 
 
 def _int4_row(scenario, repeat, layout, slot, baseline, base, int4) -> dict:

@@ -155,20 +155,28 @@ def _percent(fraction: float) -> str:
     return f"{round(fraction * 100, 6):g}"
 
 
+NO_INTERFERENCE = "no detectable interference"
+
+
 def verdict(
-    interval: Interval, margin: float = 0.03, reference: float = 1.0, confidence: float = 0.95
+    interval: Interval,
+    margin: float = 0.03,
+    reference: float = 1.0,
+    confidence: float = 0.95,
+    equivalent: str = NO_INTERFERENCE,
 ) -> Verdict:
-    """Words for a ratio where ``reference`` means "no effect".
+    """Words for a ratio where ``reference`` means "no effect"; ``equivalent`` names that
+    case (an interference ratio's "no detectable interference", a comparison's own words).
 
     Equivalence is tested first: an interval inside reference·(1 ± margin) reads as no
-    detectable interference even if it also excludes the reference (too small to matter).
+    detectable effect even if it also excludes the reference (too small to matter).
     """
     if interval.n == 0:
         return Verdict("no data", "no data")
     if interval.n == 1:
         return Verdict("one repeat", "one repeat: no interval")
     if interval.within(reference * (1 - margin), reference * (1 + margin)):
-        return Verdict("equivalent", f"no detectable interference (±{_percent(margin)}%)")
+        return Verdict("equivalent", f"{equivalent} (±{_percent(margin)}%)")
     if interval.excludes(reference):
         text = (
             f"{interval.estimate:.2f}× ({_percent(confidence)}% CI "

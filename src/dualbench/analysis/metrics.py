@@ -57,6 +57,14 @@ def summarize(values) -> dict[str, float]:
     }
 
 
+def token_time_sd(gaps_ms) -> float:
+    """The standard deviation (ddof 0) of the inter-token times: how evenly a slot's tokens
+    came. Over the ITL values as pooled (each gap once per sequence of its call: repeating a
+    slot's values batch_size times leaves a ddof-0 sd as it is); NaN under two gaps."""
+    gaps = np.asarray(gaps_ms, dtype=float)
+    return float(np.std(gaps)) if gaps.size >= 2 else math.nan
+
+
 def is_open_loop(result: dict) -> bool:
     """Whether a slot's result comes from the open loop (records without ``schedule`` predate
     it and are closed loop)."""
@@ -159,6 +167,7 @@ def slot_metrics(result: dict, settings: dict, window: tuple[int, int]) -> dict:
         for stat, value in summarize(lat[m]).items():
             row[f"{m}_ms_{stat}"] = value
         row[f"{m}_n"] = sum(not math.isnan(v) for v in lat[m])
+    row["tpot_ms_sd"] = token_time_sd(lat["itl"])
     row.update(arrival_metrics(result, settings, window, queue_ms))
     return row
 

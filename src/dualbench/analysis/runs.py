@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from dualbench.analysis.bandwidth import add_roofline
 from dualbench.analysis.calibration import Peaks
 from dualbench.analysis.columns import (
+    LOCKSTEP_COLUMNS,
     MACHINE_STATE_COLUMNS,
     TELEMETRY_RUN_COLUMNS,
     run_identity,
 )
 from dualbench.analysis.intervals import PERCENTILE_MIN_N, percentile_label
+from dualbench.analysis.lockstep import turn_stats
 from dualbench.analysis.metrics import (
     LATENCIES,
     NS_PER_MS,
@@ -37,6 +39,7 @@ from dualbench.analysis.metrics import (
 )
 from dualbench.analysis.series import NS_PER_S
 from dualbench.analysis.telemetry import reduce_run_telemetry
+from dualbench.config.vocabulary import LOCKSTEP, layout_schedule
 from dualbench.telemetry.sources import WORKER_CPU_SOURCE
 
 Window = tuple[int, int]
@@ -65,6 +68,8 @@ class _Reduced:
     firsts: dict[str, int]  # slot -> its first submit
     lasts: dict[str, int]  # slot -> its last token
     span_s: float  # first submit to last token over all slots
+    schedule: str  # free, lockstep or single_thread (vocabulary.layout_schedule)
+    turns: dict  # runs.csv's LOCKSTEP_COLUMNS of the run, the same for every slot
 
     def rel(self, ns: int) -> float:
         """Seconds from the time origin."""
@@ -132,13 +137,22 @@ def _window(record: dict) -> tuple[bool, Window]:
 def _reduce(record: dict) -> _Reduced:
     complete, window = _window(record)
     results = {n: s["result"] for n, s in record["slots"].items()}
+    schedule = layout_schedule(record["spec"]["layout"])
     slots = {}
+    turns = _turn_columns(record, schedule, complete)
     if complete:
         slots = {
             n: slot_metrics(s["result"], s["settings"], window) for n, s in record["slots"].items()
         }
         reasons = validity(record, window, slots)
         warnings = validity_warnings(record, window, slots)
+        if turns["turn_overlaps"]:
+            # Two slots computing at once: the ring did not hold, so the run did not measure
+            # lockstep (its figures would pass free co-location off as lockstep's).
+            reasons.append(
+                f"{LOCKSTEP}: {turns['turn_overlaps']} pair(s) of turns of different slots "
+                "overlapped in the window; the turns were not strict"
+            )
     else:
         reasons = [f"status {record['status']}: {record['error']}"]
         warnings = []
@@ -158,7 +172,25 @@ def _reduce(record: dict) -> _Reduced:
         firsts=firsts,
         lasts=lasts,
         span_s=(max(lasts.values()) - min(firsts.values())) / NS_PER_S if firsts else math.nan,
+        schedule=schedule,
+        turns=turns,
     )
+
+
+def _turn_columns(record: dict, schedule: str, complete: bool) -> dict:
+    """runs.csv's LOCKSTEP_COLUMNS: a complete lockstep run's turn_stats; a run of another
+    schedule took no turns (0, 0, no hand-over); an incomplete lockstep run's are unknown."""
+    if schedule != LOCKSTEP:
+        return {**dict.fromkeys(LOCKSTEP_COLUMNS, math.nan), "turns": 0, "turn_overlaps": 0}
+    if not complete:
+        return dict.fromkeys(LOCKSTEP_COLUMNS, math.nan)
+    stats = turn_stats(record)
+    return {
+        "turns": stats["turns"],
+        "turn_overlaps": stats["overlaps"],
+        "handoff_us_p50": stats["handoff_us_p50"],
+        "handoff_us_mean": stats["handoff_us_mean"],
+    }
 
 
 def _tokens(run_rows: list[dict]) -> dict[str, int]:
@@ -185,6 +217,7 @@ def _run_row(
         "model": (model_sources or {}).get(name, slot["model"]),
         "backend": record["backend"].get("kind", ""),
         "device": slot["device"],
+        "schedule": reduced.schedule,
         "status": record["status"],
         "error": record["error"],
         "valid": not reduced.reasons,
@@ -201,6 +234,7 @@ def _run_row(
         "offered_rps": (settings.get("arrival") or {}).get("rate_rps", math.nan),
         "allocator": record["spec"].get("allocator", ""),
         **{k: (record.get("machine_state") or {}).get(k) for k in MACHINE_STATE_COLUMNS},
+        **reduced.turns,
     }
     if result is not None:
         row.update(_result_columns(result))
