@@ -247,3 +247,52 @@ def test_chip_view_asked_with_c_is_that_chips_whatever_its_id():
     # `-c N` prints the chip's fields alone, with no Chip ID to check against.
     assert npusmi.parse_power(power(50.0), 1) == 50.0
     assert npusmi.parse_usages("\tAicore Usage Rate(%) : 41\n", 3) == {"aicore_pct": 41.0}
+
+
+# --- info -t common: the AI Core count (NPU core partitions) ----------------------------------
+# No capture of `npu-smi info -t common` is in tests/fixtures/npu-smi/: these views are NOT
+# captured. They follow the layout every key/value view has (as above) with "Aicore Count", the
+# field Ascend's op-plugin tests read from this view
+# (test/test_custom_ops/test_npu_advance_step_flashattn.py); other fields are left out.
+
+
+def aicores(n: int | str) -> str:
+    return f"\tAicore Usage Rate(%)           : 7\n\tAicore Count                   : {n}\n"
+
+
+def test_aicore_count_of_the_asked_chip_in_a_whole_card_view():
+    text = view_910b_style({0: aicores(24), 1: aicores(20)}, mcu=power(12.0))
+    assert npusmi.parse_aicore_count(text) == 24
+    assert npusmi.parse_aicore_count(text, 1) == 20
+    with pytest.raises(NpuSmiError, match="no section for chip 2"):
+        npusmi.parse_aicore_count(text, 2)
+
+
+def test_aicore_count_of_a_chip_view_asked_with_c():
+    assert npusmi.parse_aicore_count(aicores(24), 1) == 24
+
+
+@pytest.mark.parametrize("value", ["NA", "0", "", "24.5", "-3"])
+def test_aicore_count_without_a_whole_positive_number_is_an_error(value):
+    with pytest.raises(NpuSmiError, match="no Aicore Count") as info:
+        npusmi.parse_aicore_count(aicores(value))
+    assert "\n" not in str(info.value)
+
+
+def test_the_real_usage_captures_have_no_aicore_count():
+    # "Aicore Usage Rate(%)" is a percentage, never to be read as a count
+    with pytest.raises(NpuSmiError, match="no Aicore Count"):
+        npusmi.parse_aicore_count(fixture("usages-910B.txt"))
+
+
+def test_aicore_count_asks_the_physical_chip_of_a_runtime_device(monkeypatch):
+    asked = []
+
+    def run(*args):
+        asked.append(args)
+        return MAPPING if args == ("info", "-m") else aicores(8)
+
+    monkeypatch.setattr(npusmi, "run", run)
+    # runtime device 2 is NPU 1, chip 0 in MAPPING
+    assert npusmi.aicore_count(2) == 8
+    assert asked[-1] == ("info", "-t", "common", "-i", "1", "-c", "0")

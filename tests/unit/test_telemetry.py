@@ -11,7 +11,7 @@ import pytest
 
 from dualbench.analysis.telemetry import active_fraction
 from dualbench.analysis.telemetry import reduce_run_telemetry as summarize
-from dualbench.measure.worker import sample_utilization
+from dualbench.measure.slot_model import sample_utilization
 from dualbench.telemetry import sampler as tsampler
 from dualbench.telemetry import sources as tsources
 

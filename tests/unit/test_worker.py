@@ -144,3 +144,47 @@ def test_a_worker_whose_parent_died_before_it_was_tied_exits_at_once():
     )
     assert out.returncode == ORPHANED_EXIT
     assert "is gone" in out.stderr
+
+
+def test_a_free_run_worker_spec_keeps_its_keys(tmp_path):
+    """Lockstep and single-thread runs add to the worker spec; a free run's stays as it was
+    (no ring, no members), for one slot, with the slot's own environment."""
+    from dualbench.backends import Slot
+    from dualbench.backends.cpu import CpuBackend
+    from dualbench.measure.launch import worker_launch, worker_processes
+
+    spec = {
+        "seed": 3,
+        "duration_s": 1.0,
+        "slots": {"A": {"model": "A"}, "B": {"model": "B"}},
+        "allocator": "",
+    }
+    slot = Slot("B", "cpu", None, (1,))
+    launch = worker_launch(
+        spec, CpuBackend(), {"B": slot}, {"B": "m"}, tmp_path, {"enabled": False}
+    )
+    assert list(launch["worker_spec"]) == [
+        "backend",
+        "slot",
+        "settings",
+        "model_dir",
+        "seed",
+        "duration_s",
+        "result_path",
+        "telemetry_interval_s",
+    ]
+    assert launch["env"] == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert worker_processes(["A", "B"], "free") == {"A": ["A"], "B": ["B"]}
+    assert worker_processes(["A", "B"], "lockstep") == {"A": ["A"], "B": ["B"]}
+    assert worker_processes(["A", "B"], "single_thread") == {"A+B": ["A", "B"]}
+    # An int4 run's kernel reaches the worker (int4.kernel: reference was once dropped here,
+    # so every int4 run used the native kernel whatever the config said).
+    launch = worker_launch(
+        {**spec, "int4_kernel": "reference"},
+        CpuBackend(),
+        {"B": slot},
+        {"B": "m"},
+        tmp_path,
+        {"enabled": False},
+    )
+    assert launch["worker_spec"]["int4_kernel"] == "reference"

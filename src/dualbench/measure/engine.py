@@ -4,6 +4,10 @@ Decoding is greedy with ``min_new_tokens = max_new_tokens``, so EOS can never en
 early; the delivered count is still checked by the caller. Timestamps are
 ``time.perf_counter_ns()`` (CLOCK_MONOTONIC: comparable across the worker processes of one
 host), taken after the device is synchronised, so a timestamp means the token exists.
+
+In a lockstep run (dualbench.measure.lockstep) the streamer is also where a worker takes and
+passes the ring's turn: generate() calls it before the prefill and after every step, the only
+points between forward passes that a caller can reach without rewriting generate().
 """
 
 from __future__ import annotations
@@ -17,19 +21,42 @@ from transformers.generation.streamers import BaseStreamer
 
 class TimestampStreamer(BaseStreamer):
     """Records when each decoding step delivered its tokens. generate() first puts the prompt,
-    then one tensor of ``batch`` tokens per step."""
+    then one tensor of ``batch`` tokens per step.
 
-    def __init__(self, synchronize: Callable[[], None]):
+    With a ``ring`` (lockstep), ``steps`` is the call's fixed token count: the turn is taken
+    when the prompt is put (before the prefill) and after each step's token but the last, and
+    passed on after each step's token, once the device has finished it. ``turns_ns`` holds one
+    [acquired_ns, released_ns] per forward pass taken in turn (none once the ring is broken:
+    the worker then runs free)."""
+
+    def __init__(self, synchronize: Callable[[], None], ring=None, steps: int = 0):
         self._synchronize = synchronize
         self._prompt_seen = False
         self.token_ns: list[int] = []
+        self._ring = ring
+        self._steps = steps
+        self._acquired_ns: int | None = None
+        self.turns_ns: list[list[int]] = []
 
     def put(self, value) -> None:
         if not self._prompt_seen:
             self._prompt_seen = True
+            self._take_turn()
             return
         self._synchronize()
         self.token_ns.append(time.perf_counter_ns())
+        if self._ring is None:
+            return
+        released_ns = self._ring.release()
+        if self._acquired_ns is not None and released_ns is not None:
+            self.turns_ns.append([self._acquired_ns, released_ns])
+        self._acquired_ns = None
+        if len(self.token_ns) < self._steps:
+            self._take_turn()
+
+    def _take_turn(self) -> None:
+        if self._ring is not None:
+            self._acquired_ns = self._ring.acquire()
 
     def end(self) -> None:
         pass
@@ -52,11 +79,15 @@ def generation_config(new_tokens: int, pad_token_id: int, eos_token_id) -> Gener
     )
 
 
-def timed_generate(model, input_ids, attention_mask, config: GenerationConfig, synchronize) -> dict:
-    """Run one request batch; return submit time, per-step token times and delivered count."""
+def timed_generate(
+    model, input_ids, attention_mask, config: GenerationConfig, synchronize, ring=None
+) -> dict:
+    """Run one request batch; return submit time, per-step token times and delivered count;
+    with a lockstep ``ring`` (dualbench.measure.lockstep.TokenRing), each forward pass in turn
+    and the turns' times (``turns_ns``)."""
     import torch
 
-    streamer = TimestampStreamer(synchronize)
+    streamer = TimestampStreamer(synchronize, ring, config.max_new_tokens)
     synchronize()
     submit_ns = time.perf_counter_ns()
     with torch.inference_mode():
@@ -66,11 +97,14 @@ def timed_generate(model, input_ids, attention_mask, config: GenerationConfig, s
             generation_config=config,
             streamer=streamer,
         )
-    return {
+    record = {
         "submit_ns": submit_ns,
         "token_ns": streamer.token_ns,
         "delivered": int(out.shape[1] - input_ids.shape[1]),
     }
+    if ring is not None:
+        record["turns_ns"] = streamer.turns_ns
+    return record
 
 
 def load_model(model_dir, device, backend_kind: str, int4_kernel: str = "native"):

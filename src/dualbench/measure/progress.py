@@ -22,9 +22,12 @@ class RunLog:
     def line(self, text: str) -> None:
         print(f"{self.prefix}: {text}", file=sys.stderr, flush=True)
 
-    def ready(self, slot: str, event: dict, waiting_for: list[str]) -> None:
+    def ready(self, slots: list[str], event: dict, waiting_for: list[str]) -> None:
+        """A worker process is ready: the one slot it hosts, or (single-thread schedule) all of
+        its slots, with the loading and warm-up times of them all."""
         loaded = (
-            f"slot {slot} loaded in {event['load_s']:.1f} s, warmed up in {event['warmup_s']:.1f} s"
+            f"{_slots(slots)} loaded in {event['load_s']:.1f} s, "
+            f"warmed up in {event['warmup_s']:.1f} s"
         )
         if waiting_for:
             self.line(f"{loaded}; waiting for {_slots(waiting_for)} at the barrier")

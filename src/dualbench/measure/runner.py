@@ -1,6 +1,12 @@
 """One scenario run: start one worker per slot, hold them at a barrier, release them together,
 stop them together, and write one run record whatever happens.
 
+The run spec's ``schedule`` says how the slots share the machine: absent (free), each worker
+runs its own loop; ``lockstep``, the workers take their forward passes in turns round a ring of
+pipes made here (dualbench.measure.lockstep); ``single_thread``, one worker process hosts
+every slot and serves them in rounds (dualbench.measure.single_thread). The record has one
+result per slot whatever the schedule.
+
 The runner is the parent: it never measures, it coordinates. Failures (a worker that crashes,
 runs out of memory or hangs) end in a record with ``status`` (ok | oom | error | timeout) and
 the message; the other worker is stopped; the pipeline goes on.
@@ -15,29 +21,18 @@ Progress goes to stderr (dualbench.measure.progress).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 from dualbench.backends import resolve
 from dualbench.config.vocabulary import DEFAULT_MODELS
 from dualbench.hardware import cpu_facts, machine_state
-from dualbench.measure.lifetime import PARENT_PID_ENV
+from dualbench.measure.launch import WorkerProcess, exit_reason, kill_all, launch_workers
 from dualbench.measure.progress import RunLog
-from dualbench.measure.protocol import (
-    WORKER_EXITED,
-    Command,
-    Event,
-    forward_events,
-    send_command,
-)
+from dualbench.measure.protocol import WORKER_EXITED, Command, Event
 from dualbench.native_dtypes import emulation_warning
 from dualbench.provenance import environment
 from dualbench.telemetry.sampler import Sampler
@@ -46,36 +41,6 @@ from dualbench.telemetry.sources import WORKER_CPU_SOURCE, ProcessCpuSource, sou
 # How long a worker may take to exit after "stop" before it is killed: it finishes the request
 # in flight first, so this bounds one request, not the run.
 STOP_GRACE_S = 120.0
-
-
-class WorkerProcess:
-    """The runner's handle on one worker: its process, its phase, its protocol line."""
-
-    def __init__(self, slot, proc: subprocess.Popen, events: queue.Queue):
-        self.slot = slot
-        self.proc = proc
-        self.phase = "loading"
-        threading.Thread(
-            target=forward_events, args=(proc.stdout, slot.name, events), daemon=True
-        ).start()
-
-    def send(self, command: Command) -> None:
-        send_command(self.proc.stdin, command)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-
-def _exit_reason(proc: subprocess.Popen) -> tuple[str, str]:
-    code = proc.wait()
-    if code < 0 and -code == signal.SIGKILL:
-        return "oom", "worker killed by SIGKILL (usually the kernel's out-of-memory killer)"
-    if code < 0:
-        return "error", f"worker killed by signal {signal.Signals(-code).name}"
-    return "error", f"worker exited with code {code} without a result (see its log)"
 
 
 def run(
@@ -102,6 +67,8 @@ def run(
         spec["device"],
         "auto" if set(slot_devices.values()) == {"auto"} else slot_devices,
         spec.get("slot_names", DEFAULT_MODELS),
+        # NPU core partitions (slots.<X>.core_limit): the worker applies them when it pins.
+        core_limits={name: s.get("core_limit") for name, s in spec["slots"].items()},
     )
     slots = {name: all_slots[name] for name in spec["slots"]}
     record = {
@@ -137,39 +104,28 @@ def run(
             # The idle baseline: the devices as they are before any worker exists.
             time.sleep(settings["idle_s"])
         idle_end_ns = time.perf_counter_ns()
-        for name, slot in slots.items():
-            worker_spec = {
-                "backend": backend.kind,
-                "slot": slot.to_dict(),
-                "settings": spec["slots"][name],
-                "model_dir": str(Path(model_dirs[name]).resolve()),
-                "seed": spec["seed"],
-                "duration_s": spec["duration_s"],
-                "result_path": str((work_dir / f"result-{name}.json").resolve()),
-                # In-process utilisation (torch.npu.utilization) is sampled by the worker.
-                "telemetry_interval_s": settings["interval_s"] if settings["enabled"] else None,
-            }
-            env = backend.worker_env(slot, spec.get("allocator", ""))
-            workers[name] = WorkerProcess(
-                slot, _start_worker(name, worker_spec, env, work_dir), events
-            )
+        launch_workers(spec, backend, slots, model_dirs, work_dir, settings, events, workers)
+        for worker in workers.values():
             for source in sources:
-                if isinstance(source, ProcessCpuSource) and source.slots == (name,):
-                    source.pid = workers[name].proc.pid
+                # The parent's CPU clock of a process hosting several slots would count them
+                # all for each: there, the worker's own per-slot figures serve.
+                if isinstance(source, ProcessCpuSource) and source.slots == tuple(worker.slots):
+                    source.pid = worker.proc.pid
         status, error = _coordinate(workers, events, deadline, RunLog(spec))
     except BaseException:
         # Interrupted, Ctrl-C of an in-process caller, or a bug: the workers go first, before
         # the sampler's last sample.
-        _kill_all(workers)
+        kill_all(workers)
         raise
     finally:
         sampler.stop()
-        _kill_all(workers)
+        kill_all(workers)
     record["status"], record["error"] = status, error
     record["elapsed_s"] = round(time.monotonic() - started, 3)
     record["host_cpu"] = cpu_facts().to_dict()
     record["warnings"] = dtype_warnings(backend.kind, spec["precision"], record["slots"])
     in_worker_rows = []
+    phases = {n: w.phase for w in workers.values() for n in w.slots}
     for name, slot in slots.items():
         result_path = work_dir / f"result-{name}.json"
         result = json.loads(result_path.read_text()) if result_path.exists() else None
@@ -188,7 +144,7 @@ def run(
             "device": slot.label,
             "model": spec["slots"][name]["model"],
             "settings": spec["slots"][name],
-            "phase": workers[name].phase if name in workers else "not started",
+            "phase": phases.get(name, "not started"),
             "result": result,
         }
     telemetry_csv = Path(telemetry_csv or work_dir / "telemetry.csv")
@@ -221,38 +177,13 @@ def dtype_warnings(kind: str, precision: str, slots: dict) -> list[str]:
     return [warning] if warning else []
 
 
-def _start_worker(name: str, worker_spec: dict, env: dict, work_dir: Path) -> subprocess.Popen:
-    """Write the worker's spec and start it. Must be called from the thread that waits for the
-    worker (run's): PR_SET_PDEATHSIG, the worker's tie to us, fires when the thread that
-    forked it exits, not only the process."""
-    spec_path = (work_dir / f"worker-{name}.json").resolve()  # absolute: ps shows which run
-    spec_path.write_text(json.dumps(worker_spec, indent=2))
-    log = open(work_dir / f"worker-{name}.log", "w")  # noqa: SIM115 - owned by the child
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dualbench.measure.worker", str(spec_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env={**os.environ, **env, PARENT_PID_ENV: str(os.getpid())},
-            text=True,
-            # Its own process group, so that a kill takes its children too; and out of the
-            # terminal's, so that a Ctrl-C reaches only us and we decide.
-            start_new_session=True,
-        )
-    finally:
-        log.close()
-
-
-def _kill_all(workers: dict[str, WorkerProcess]) -> None:
-    for w in workers.values():
-        w.kill()
-
-
 def _coordinate(
     workers: dict[str, WorkerProcess], events: queue.Queue, deadline: float, log: RunLog
 ) -> tuple[str, str]:
-    """Drive the barrier protocol; return (status, error)."""
+    """Drive the barrier protocol; return (status, error). The barrier counts processes (a
+    single-thread process is ready for all its slots), the stop counts slots (its MET events
+    name the slot; a one-slot worker's do not need to)."""
+    all_slots = [n for w in workers.values() for n in w.slots]
     ready, met, done = set(), set(), set()
     released_at = stop_sent_at = None
     while len(done) < len(workers):
@@ -270,7 +201,8 @@ def _coordinate(
         if kind == Event.READY:
             ready.add(name)
             worker.phase = "ready"
-            log.ready(name, event, [n for n in workers if n not in ready])
+            waiting = [n for p, w in workers.items() if p not in ready for n in w.slots]
+            log.ready(worker.slots, event, waiting)
             if len(ready) == len(workers):
                 released_at = time.monotonic()
                 for w in workers.values():
@@ -278,10 +210,11 @@ def _coordinate(
                     w.send(Command.GO)
         elif kind == Event.PROGRESS and stop_sent_at is None:
             # After "stop", only calls that were in flight finish: nothing left to report.
-            log.progress(name, event, [n for n in workers if n not in met])
+            slot = event.get("slot", name)
+            log.progress(slot, event, [n for n in all_slots if n not in met])
         elif kind == Event.MET:
-            met.add(name)
-            if len(met) == len(workers):
+            met.update([event["slot"]] if "slot" in event else worker.slots)
+            if len(met) == len(all_slots) and stop_sent_at is None:
                 stop_sent_at = time.monotonic()
                 log.stopping(stop_sent_at - released_at)
                 for w in workers.values():
@@ -290,10 +223,10 @@ def _coordinate(
             done.add(name)
             worker.phase = "done"
         elif kind == Event.ERROR:
-            return event.get("status", "error"), f"slot {name}: {event.get('message', '')}"
+            return event.get("status", "error"), f"{worker.label}: {event.get('message', '')}"
         elif kind == WORKER_EXITED and name not in done:
-            status, message = _exit_reason(worker.proc)
-            return status, f"slot {name} ({worker.phase}): {message}"
+            status, message = exit_reason(worker.proc)
+            return status, f"{worker.label} ({worker.phase}): {message}"
     return "ok", ""
 
 

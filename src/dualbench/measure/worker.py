@@ -10,7 +10,10 @@ and follows a schedule: it keeps loading the device until every slot has met its
 the co-located window is as long as the slowest slot needs. The slot's settings pick it:
 ``arrival`` null or absent is the closed loop (dualbench.measure.closed_loop, back-to-back
 calls), an ``arrival`` mapping the open loop (dualbench.measure.open_loop, seeded arrivals at
-rate_rps).
+rate_rps). The run's schedule may add to that: a ``lockstep`` entry in the worker spec puts the
+worker in the ring of turns (dualbench.measure.lockstep); a spec with ``members`` makes this
+process the single-thread schedule's host of several slots (``run_group``,
+dualbench.measure.single_thread). Both are closed-loop only.
 
 A worker never outlives its runner (dualbench.measure.lifetime): it holds a device, and a
 benchmark nobody waits for only skews whatever runs next on that device.
@@ -22,122 +25,73 @@ import json
 import os
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 
 from dualbench.measure.closed_loop import closed_loop
 from dualbench.measure.lifetime import PARENT_PID_ENV, die_with_parent
+from dualbench.measure.lockstep import RingEnds, TokenRing
 from dualbench.measure.open_loop import open_loop
 from dualbench.measure.protocol import Event, WorkerChannel
-
-# Fault injection for the pipeline's own failure tests: DUALBENCH_FAULT="<slot>:<kind>" with kind
-# crash | hang | oom, applied after loading. Never set in normal use.
-FAULT_ENV = "DUALBENCH_FAULT"
-# The config.json keys of a Llama decoder's shape (analysis.roofline.Shape.from_config).
-SHAPE_KEYS = (
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "vocab_size",
-    "tie_word_embeddings",
+from dualbench.measure.slot_model import (
+    inject_window_fault,
+    load_slot,
+    refuse_open_loop,
+    slot_result,
+    start_sampling,
 )
 
 
-def _inject_fault(slot: str) -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    target, _, kind = spec.partition(":")
-    if target != slot:
-        return
-    if kind == "crash":
-        os._exit(3)
-    if kind == "hang":
-        while True:
-            time.sleep(60)
-    if kind == "oom":
-        raise MemoryError(f"injected out-of-memory ({FAULT_ENV})")
+def worker_backend(kind: str):
+    """The worker's backend. An NPU backend gets npu-smi's AI Core count as its fallback
+    source of the chip's core counts (for core limits): the backend may not import telemetry,
+    a later stage, so the worker hands it in."""
+    from dualbench.backends import backend_class
 
+    backend = backend_class(kind)()
+    if kind == "npu":
+        from dualbench.telemetry.npusmi import aicore_count
 
-def sample_utilization(read, interval_s: float, stop: threading.Event, out: list) -> None:
-    """Append (perf_counter_ns, percent) every ``interval_s`` until ``stop``: the device's own
-    view from inside the worker (torch.npu.utilization), beside npu-smi's from the parent. A
-    driver query, no device sync: it does not wait for the measured work."""
-    while not stop.wait(interval_s):
-        try:
-            value = read()
-        except Exception:
-            continue  # a gap, not a value
-        if value is not None:
-            out.append((time.perf_counter_ns(), float(value)))
+        backend.aicore_count_reader = aicore_count
+    return backend
 
 
 def run_worker(spec: dict, channel: WorkerChannel) -> dict:
-    from dualbench.backends import Slot, backend_class
+    from dualbench.backends import Slot
 
     slot = Slot.from_dict(spec["slot"])
-    backend = backend_class(spec["backend"])()
+    settings = spec["settings"]
+    ring = None
+    if "lockstep" in spec:
+        refuse_open_loop(settings, slot.name, "lockstep")
+        ring = TokenRing(RingEnds(**spec["lockstep"]))
+    backend = worker_backend(spec["backend"])
     backend.pin(slot)
 
-    import torch
-    from transformers import AutoTokenizer
-
-    from dualbench.measure.engine import generation_config, load_model, timed_generate
-    from dualbench.workload import prompt_pool
-
-    settings = spec["settings"]
-    model_dir = spec["model_dir"]
-    conversion = json.loads((Path(model_dir) / "conversion.json").read_text())
-    device = backend.torch_device()
-
-    load_started = time.perf_counter()
-    model, weights_info = load_model(
-        model_dir, device, backend.kind, spec.get("int4_kernel", "native")
+    loaded = load_slot(
+        spec,
+        slot,
+        settings,
+        spec["model_dir"],
+        backend,
+        backend.torch_device(),
+        backend.synchronize,
     )
-    backend.synchronize()
-    load_s = time.perf_counter() - load_started
-    _inject_fault(slot.name)
+    warmup_s = loaded.warm_up(settings["warmup_requests"], backend.synchronize)
 
-    tokenizer = None if conversion["synthetic"] else AutoTokenizer.from_pretrained(model_dir)
-    batch, n_prompt, n_new = (
-        settings["batch_size"],
-        settings["prompt_tokens"],
-        settings["new_tokens"],
-    )
-    pool = [
-        torch.tensor(p, dtype=torch.long, device=device)
-        for p in prompt_pool(n_prompt, batch, spec["seed"], slot.name, tokenizer)
-    ]
-    mask = torch.ones_like(pool[0])
-    eos = model.config.eos_token_id
-    pad = model.generation_config.pad_token_id
-    if pad is None:
-        pad = eos[0] if isinstance(eos, list) else eos
-    gen_config = generation_config(n_new, pad, eos)
-
-    warmup_started = time.perf_counter()
-    for i in range(settings["warmup_requests"]):
-        timed_generate(model, pool[i % len(pool)], mask, gen_config, backend.synchronize)
-    warmup_s = time.perf_counter() - warmup_started
-
-    # Started before the barrier so that nothing new begins at release; samples from before
-    # the window are dropped by the analysis like any other.
-    utilization: list[tuple[int, float]] = []
     stop_sampling = threading.Event()
-    interval = spec.get("telemetry_interval_s")
-    if interval and backend.in_process_utilization:
-        threading.Thread(
-            target=sample_utilization,
-            args=(backend.utilization, interval, stop_sampling, utilization),
-            daemon=True,
-        ).start()
-    channel.send(Event.READY, load_s=load_s, warmup_s=warmup_s)
+    utilization = start_sampling(
+        backend.utilization if backend.in_process_utilization else None,
+        spec.get("telemetry_interval_s"),
+        stop_sampling,
+    )
+    channel.send(Event.READY, load_s=loaded.load_s, warmup_s=warmup_s)
 
     def generate(i: int) -> dict:
-        return timed_generate(model, pool[i % len(pool)], mask, gen_config, backend.synchronize)
+        inject_window_fault(slot.name, i)
+        return loaded.generate(i, backend.synchronize, ring)
 
+    batch = settings["batch_size"]
     if settings.get("arrival"):
         schedule = open_loop(
             generate,
@@ -152,24 +106,105 @@ def run_worker(spec: dict, channel: WorkerChannel) -> dict:
         schedule = closed_loop(
             generate, channel, spec["duration_s"], batch, settings["min_requests"]
         )
+    if ring is not None:
+        # At once, not at exit: the neighbours run free from here, not after our result is
+        # written and the interpreter torn down.
+        ring.close()
     stop_sampling.set()
-    return {
-        "slot": slot.to_dict(),
-        "device": slot.label,
-        "utilization": utilization,
-        "cpu_times": schedule.cpu_times,
-        # schedule, release_ns, met_ns, stop_ns, calls (and an open loop's arrivals_ns)
-        **schedule.record_fields(),
-        "load_s": load_s,
-        "warmup_s": warmup_s,
-        "memory": backend.memory(),
-        "device_info": backend.describe(),
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "weights": weights_info,
-        "conversion": conversion,
-        # The shape the roofline's bytes and FLOPs are computed from (analysis.bandwidth).
-        "model_config": {key: getattr(model.config, key, None) for key in SHAPE_KEYS},
+    result = slot_result(slot, loaded, schedule, warmup_s, backend, backend.memory())
+    result["utilization"] = utilization
+    if ring is not None:
+        result["lockstep"] = ring.describe()
+    return result
+
+
+def run_group(spec: dict, channel: WorkerChannel) -> dict[str, dict]:
+    """The single-thread schedule's one process for every slot of ``spec["members"]``
+    (dualbench.measure.single_thread): pinned to all of their devices (or cores) at once, one
+    model per slot on its own device, one stream each where the device has streams. Returns
+    {result path: slot result}, one per slot, shaped as a co-located worker's."""
+    from dualbench.backends import Slot
+    from dualbench.measure.single_thread import single_thread_rounds
+
+    members = spec["members"]
+    slots = [Slot.from_dict(m["slot"]) for m in members]
+    for member, slot in zip(members, slots, strict=True):
+        refuse_open_loop(member["settings"], slot.name, "single_thread_streams")
+    backend = worker_backend(spec["backend"])
+    backend.pin_group(slots)
+
+    devices = {slot.name: backend.group_device(slots, slot) for slot in slots}
+    syncs = {name: backend.synchronizer(device) for name, device in devices.items()}
+    loaded = {
+        slot.name: load_slot(
+            spec, slot, m["settings"], m["model_dir"], backend, devices[slot.name],
+            syncs[slot.name],
+        )
+        for m, slot in zip(members, slots, strict=True)
+    }  # fmt: skip
+    warmup_s = {
+        slot.name: loaded[slot.name].warm_up(m["settings"]["warmup_requests"], syncs[slot.name])
+        for m, slot in zip(members, slots, strict=True)
     }
+    streams = {name: backend.new_stream(device) for name, device in devices.items()}
+    distinct = list(dict.fromkeys(devices.values()))
+
+    stop_sampling = threading.Event()
+    utilization = {
+        device: start_sampling(
+            backend.utilization_reader(device) if backend.in_process_utilization else None,
+            spec.get("telemetry_interval_s"),
+            stop_sampling,
+        )
+        for device in distinct
+    }
+    channel.send(
+        Event.READY,
+        load_s=sum(m.load_s for m in loaded.values()),
+        warmup_s=sum(warmup_s.values()),
+    )
+
+    def generate_for(name: str):
+        def generate(i: int) -> dict:
+            inject_window_fault(name, i)
+            with backend.on_stream(streams[name]):
+                return loaded[name].generate(i, syncs[name])
+
+        return generate
+
+    def synchronize_all() -> None:
+        for device in distinct:
+            backend.synchronizer(device)()
+
+    schedules = single_thread_rounds(
+        {slot.name: generate_for(slot.name) for slot in slots},
+        synchronize_all,
+        channel,
+        spec["duration_s"],
+        {m["slot"]["name"]: (m["settings"]["batch_size"], m["settings"]["min_requests"])
+         for m in members},
+    )  # fmt: skip
+    stop_sampling.set()
+    group = {
+        "process_slots": [slot.name for slot in slots],
+        "streams": any(stream is not None for stream in streams.values()),
+    }
+    results = {}
+    for m, slot in zip(members, slots, strict=True):
+        device = devices[slot.name]
+        result = slot_result(
+            slot,
+            loaded[slot.name],
+            schedules[slot.name],
+            warmup_s[slot.name],
+            backend,
+            backend.device_memory(device),
+        )
+        # Slots on one device share its samples, as co-located workers on it each sample it.
+        result["utilization"] = list(utilization[device])
+        result["single_thread"] = group
+        results[m["result_path"]] = result
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     channel = WorkerChannel()
     try:
-        result = run_worker(spec, channel)
+        if "members" in spec:
+            results = run_group(spec, channel)
+        else:
+            results = {spec["result_path"]: run_worker(spec, channel)}
     except BaseException as exc:  # report every failure, then exit non-zero
         status = "error"
         try:
@@ -196,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         channel.send(Event.ERROR, status=status, message=message[:500])
         return 1
-    Path(spec["result_path"]).write_text(json.dumps(result))
+    for path, result in results.items():
+        Path(path).write_text(json.dumps(result))
     channel.send(Event.DONE)
     return 0
 

@@ -4,6 +4,11 @@ Formats (real captures in tests/fixtures/npu-smi/, facts from the npu-smi source
 - key/value views (``info -t usages``, ``info -t power``) print ``"\\t%-30s : %u"``: lines led
   by a TAB, one ``key : value`` each; the field set depends on chip and driver (newer 910B
   drivers add ``Aivector Usage Rate(%)``, ``NPU Utilization(%)``);
+- ``info -t common`` (same key/value layout) carries the chip's ``Aicore Count``, the number
+  of AI Cores; Ascend's own op-plugin tests read it from this view
+  (github.com/Ascend/op-plugin test/test_custom_ops/test_npu_advance_step_flashattn.py). No
+  capture of this view is in tests/fixtures/npu-smi/: its parser is tested on that documented
+  layout only;
 - ``info -m`` maps NPU ID and Chip ID to the Chip Logic ID the runtime (and
   ASCEND_RT_VISIBLE_DEVICES) numbers devices by; MCU chips have ``-`` as logic id.
 
@@ -56,6 +61,9 @@ USAGE_FIELDS = {
 # (power-atlas200IA2.txt): only reading the chip's own section keeps the MCU's value out.
 POWER_FIELDS = ("NPU Real-time Power(W)", "Power Dissipation(W)")
 TIMEOUT_S = 10
+# The AI Core count in ``info -t common``. On Atlas A2/A3 chips (910B, 910C) an AI Core is one
+# cube core and two vector cores, which is why a count read here gives both (npu.core_counts).
+AICORE_COUNT_FIELD = "Aicore Count"
 # What npu-smi prints above the chips when asked about a whole card.
 HEADER_KEYS = frozenset({"NPU ID", "Chip Count"})
 
@@ -193,6 +201,15 @@ def parse_power(text: str, chip_id: int | None = None) -> float:
     raise NpuSmiError(f"no power field in npu-smi output: {_head(text)!r}")
 
 
+def parse_aicore_count(text: str, chip_id: int | None = None) -> int:
+    """``npu-smi info -t common -i ID [-c CHIP]`` -> chip ``chip_id``'s AI Core count (see
+    chip_fields); NpuSmiError where that chip prints no whole positive count."""
+    value = chip_fields(text, chip_id).get(AICORE_COUNT_FIELD, "").strip()
+    if not value.isdigit() or int(value) < 1:
+        raise NpuSmiError(f"no {AICORE_COUNT_FIELD} in npu-smi output: {_head(text)!r}")
+    return int(value)
+
+
 def parse_mapping(text: str) -> dict[int, tuple[int, int]]:
     """``npu-smi info -m`` -> {chip logic id: (NPU ID, Chip ID)}; MCU rows (logic id "-")
     are left out."""
@@ -246,3 +263,10 @@ def chip_address(logic_id: int) -> tuple[int, int | None]:
 def query_args(view: str, npu_id: int, chip_id: int | None) -> list[str]:
     args = ["info", "-t", view, "-i", str(npu_id)]
     return args if chip_id is None else [*args, "-c", str(chip_id)]
+
+
+def aicore_count(logic_id: int) -> int:
+    """The AI Core count of the runtime's device ``logic_id`` from ``npu-smi info -t common``,
+    or NpuSmiError in one line."""
+    npu_id, chip_id = chip_address(logic_id)
+    return parse_aicore_count(run(*query_args("common", npu_id, chip_id)), chip_id)
