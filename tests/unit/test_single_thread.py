@@ -238,3 +238,18 @@ def test_a_real_single_thread_run_serves_two_models_one_after_the_other(tiny_mod
     worker_spec = json.loads((work / "worker-A+B.json").read_text())
     assert [m["slot"]["name"] for m in worker_spec["members"]] == ["A", "B"]
     assert {p.name for p in work.glob("result-*.json")} == {"result-A.json", "result-B.json"}
+
+
+def test_a_single_thread_slot_is_utilised_over_its_process_cores():
+    """The one process is pinned to every core of its slots, so each slot's CPU time is
+    divided by all of them, not by its own (which could pass 100%)."""
+    from dualbench.analysis.telemetry import process_cores
+
+    def slot(cores, group=None):
+        result = {"single_thread": {"process_slots": group}} if group else {}
+        return {"slot": {"cores": cores}, "result": result}
+
+    together = {"slots": {"A": slot([0], ["A", "B"]), "B": slot([1], ["A", "B"])}}
+    apart = {"slots": {"A": slot([0]), "B": slot([1])}}
+    assert process_cores(together, "A") == process_cores(together, "B") == 2
+    assert process_cores(apart, "A") == process_cores(apart, "B") == 1

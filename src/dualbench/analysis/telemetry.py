@@ -103,6 +103,19 @@ def device_energy(series, device: str, wraps: dict, window, idle) -> dict:
     }
 
 
+def process_cores(record: dict, name: str) -> int:
+    """The cores slot ``name``'s calls could run on: its own core set, or in a single-thread
+    run the union of the process's slots' sets (the one process is pinned to all of them, so
+    each slot's calls use every core, and its CPU time over its own cores alone could pass
+    100%)."""
+    slots = record["slots"]
+    own = set((slots[name].get("slot") or {}).get("cores") or ())
+    group = ((slots[name].get("result") or {}).get("single_thread") or {}).get("process_slots")
+    for other in group or ():
+        own |= set((slots.get(other, {}).get("slot") or {}).get("cores") or ())
+    return len(own)
+
+
 def reduce_run_telemetry(
     record: dict, rows: list[dict], window: tuple[int, int], tokens: dict[str, int]
 ):
@@ -132,7 +145,7 @@ def reduce_run_telemetry(
     for name, slot in record["slots"].items():
         result = slot["result"] or {}
         cols = {"util_pct": None, "util_source": "", "active_pct": None}
-        cores = len((slot.get("slot") or {}).get("cores") or ())
+        cores = process_cores(record, name)
         # The worker's own CPU clock (read at release and after each call) is exact at the
         # window's end; the parent's samples (10 ms ticks) only where the worker has none.
         cpu = _cpu_series(rows, slot["device"])
