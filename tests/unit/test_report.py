@@ -21,14 +21,13 @@ from dualbench.report.bars import (
     throughput_data,
     throughput_figure,
 )
-from dualbench.report.details import LAYOUT_ORDER
 from dualbench.report.estimates import Estimates
 from dualbench.report.figures import (
-    LATENCY_BARS,
-    PALETTE,
-    SLOT_COLORS,
-    THROUGHPUT_BARS,
     embedded_figure,
+    latency_bars,
+    palette,
+    slot_colors,
+    throughput_bars,
 )
 from dualbench.report.format import (
     as_bool,
@@ -44,13 +43,14 @@ from dualbench.report.format import (
     text_or,
 )
 from dualbench.report.int4 import int4_section
+from dualbench.report.layouts import run_label, sort_layouts
 from dualbench.report.render import render_report, write_report
 from dualbench.report.tables import (
     prepare_answers,
+    prepare_interference,
     prepare_runs,
     prepare_scaling,
     read_csv,
-    run_label,
     unique_in_order,
 )
 
@@ -62,6 +62,10 @@ DEFINITIONS = [
     ("Growth", "(V2 − V1) / V1: what the second model adds to one model's throughput."),
     ("Scaling efficiency", "V2 / (V1_A + V1_B), which is V2 / (2·V1): 100% means no interference."),
 ]
+# The Figures section's: throughput, latency, scaling and interference, scaling curve,
+# interference matrix, overlap timeline, TTFT distribution (the curve and the matrix new with
+# any number of models).
+FIGURES = 7
 GOLDEN_METRICS = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "metrics"
 DESCRIPTIONS = {"short": "latency floor: 32-token prompts", "long": "memory bandwidth: 2k context"}
 
@@ -137,37 +141,64 @@ def make_runs() -> pd.DataFrame:
     )
 
 
+def scaling_row(scenario, v1_a, v1_b, v_total, valid=True, note="", **kw) -> dict:
+    """One scaling.csv row (long: one per block and group layout) of the pair A+B
+    co-located."""
+    v1_sum = v1_a + v1_b
+    return {
+        "scenario": scenario,
+        "precision": "bf16",
+        "layout": "colocated",
+        "schedule": "free",
+        "models": "A+B",
+        "k": 2,
+        "v1_sum": v1_sum,
+        "v1_mean": v1_sum / 2,
+        "v_total": v_total,
+        # (v_total / v1_mean - 1) / (k - 1)
+        "growth_per_model": v_total / (v1_sum / 2) - 1,
+        "scaling_efficiency": v_total / v1_sum,
+        "valid": valid,
+        "note": note,
+    } | kw
+
+
 def make_scaling() -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {
-                "scenario": "short",
-                "precision": "bf16",
-                "v1_A": 123.4,
-                "v1_B": 118.0,
-                "v1": 120.7,
-                "v2": 199.5,
-                "growth": 0.6529,
-                "scaling_efficiency": 0.8264,
-                "slowdown_A": 1.2303,
-                "slowdown_B": 1.1895,
-                "valid": True,
-                "note": "",
-            },
-            {
-                "scenario": "long",
-                "precision": "bf16",
-                "v1_A": 50.0,
-                "v1_B": NAN,
-                "v1": NAN,
-                "v2": 58.0,
-                "growth": NAN,
-                "scaling_efficiency": NAN,
-                "slowdown_A": 50.0 / 30.0,
-                "slowdown_B": NAN,
-                "valid": False,
-                "note": "depends on an invalid or failed run",
-            },
+            # growth 0.6529, efficiency 0.8264, as the wide table of two models had them
+            scaling_row("short", 123.4, 118.0, 199.5),
+            scaling_row(
+                "long", 50.0, NAN, 58.0, valid=False, note="depends on an invalid or failed run"
+            ),
+        ]
+    )
+
+
+def interference_row(scenario, victim, slowdown, valid=True, layout="colocated", **kw) -> dict:
+    neighbours = "+".join(m for m in ("A", "B") if m != victim)
+    return {
+        "scenario": scenario,
+        "precision": "bf16",
+        "layout": layout,
+        "schedule": "free",
+        "victim": victim,
+        "neighbours": neighbours,
+        "slowdown_throughput": slowdown,
+        "slowdown_ttft_p50": NAN,
+        "slowdown_tpot_p50": NAN,
+        "slowdown_e2e_p50": NAN,
+        "valid": valid,
+    } | kw
+
+
+def make_interference() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            interference_row("short", "A", 123.4 / 100.3),
+            interference_row("short", "B", 118.0 / 99.2),
+            interference_row("long", "A", 50.0 / 30.0, valid=False),
+            interference_row("long", "B", NAN, valid=False),
         ]
     )
 
@@ -221,6 +252,7 @@ def render(runs=None, scaling=None, requests=None, title="dualbench report", **k
         scenario_descriptions=DESCRIPTIONS,
         definitions=DEFINITIONS,
         hardware_notes=kw.get("hardware_notes"),
+        interference_table=kw.get("interference", make_interference()),
     )
 
 
@@ -263,7 +295,7 @@ def test_one_self_contained_document(html):
 
 
 def test_figures_are_embedded(html):
-    assert html.count('src="data:image/png;base64,') == 5
+    assert html.count('src="data:image/png;base64,') == FIGURES
     assert "could not be drawn" not in html
 
 
@@ -387,6 +419,7 @@ def test_write_report_round_trip(tmp_path):
     runs = make_runs()
     runs.to_csv(metrics / "runs.csv", index=False)
     make_scaling().to_csv(metrics / "scaling.csv", index=False)
+    make_interference().to_csv(metrics / "interference.csv", index=False)
     make_requests(runs).to_csv(metrics / "requests.csv", index=False)
     (metrics / "environment.json").write_text(json.dumps(ENVIRONMENT))
     out = tmp_path / "report" / "nested" / "report.html"
@@ -396,7 +429,7 @@ def test_write_report_round_trip(tmp_path):
     text = out.read_text(encoding="utf-8")
     assert text == render(title="Round trip")  # CSV round trip changes nothing shown
     assert "123.4" in text and "+65%" in text
-    assert text.count("data:image/png;base64,") == 5
+    assert text.count("data:image/png;base64,") == FIGURES
 
 
 def test_readers_tolerate_missing_values():
@@ -424,7 +457,7 @@ def test_labels_and_order():
 
 
 def test_palette_and_layout_order_from_the_slot_names():
-    # Built from SLOT_NAMES; for slots A and B they are what the report has always drawn.
+    # Built from the data's model names; for A and B they are what the report has always drawn.
     paired = sns.color_palette("Paired")
     expected = {
         "A alone": paired[0],
@@ -433,17 +466,17 @@ def test_palette_and_layout_order_from_the_slot_names():
         "B co-located": paired[7],
         "A+B co-located": "#555555",
     }
-    assert expected == PALETTE
-    assert {"A": paired[1], "B": paired[7]} == SLOT_COLORS
-    assert THROUGHPUT_BARS == [
+    assert expected == palette(["A", "B"])
+    assert {"A": paired[1], "B": paired[7]} == slot_colors(["A", "B"])
+    assert throughput_bars(["A", "B"]) == [
         "A alone",
         "B alone",
         "A co-located",
         "B co-located",
         "A+B co-located",
     ]
-    assert LATENCY_BARS == ["A alone", "A co-located", "B alone", "B co-located"]
-    assert LAYOUT_ORDER == {"alone_A": 0, "alone_B": 1, "colocated": 2}
+    assert latency_bars(["A", "B"]) == ["A alone", "A co-located", "B alone", "B co-located"]
+    assert sort_layouts(["colocated", "alone_B", "alone_A"]) == ["alone_A", "alone_B", "colocated"]
 
 
 def test_a_figure_that_fails_becomes_a_note():
@@ -524,6 +557,12 @@ def block_scaling(blocks: int) -> pd.DataFrame:
     return pd.DataFrame([{**row, "repeat": r} for r in range(1, blocks + 1)])
 
 
+def block_interference(blocks: int) -> pd.DataFrame:
+    rows = make_interference()
+    rows = rows[rows["scenario"] == "short"].to_dict("records")
+    return pd.DataFrame([{**row, "repeat": r} for r in range(1, blocks + 1) for row in rows])
+
+
 def answer(name, subject, unit, estimate, lo, hi, n, kind="", verdict=""):
     if n < 2:
         lo = hi = NAN
@@ -547,14 +586,18 @@ def answer(name, subject, unit, estimate, lo, hi, n, kind="", verdict=""):
 
 
 def block_answers(n: int) -> pd.DataFrame:
+    """answers.csv of "short" over ``n`` blocks: two models A and B, alone and co-located.
+    (Before any number of models: v2 / growth / scaling_efficiency of subject "all" and
+    slowdowns of subject "<slot>"; now v_total / growth_per_model / scaling_efficiency of
+    "colocated" and slowdowns of "colocated/<slot>", the same figures.)"""
     rows = [
         answer("v1", "A", "tok/s", 121.0, 118.0, 124.0, n),
         answer("v1", "B", "tok/s", 119.0, 117.0, 121.0, n),
-        answer("v2", "all", "tok/s", 201.0, 190.0, 212.0, n),
-        answer("growth", "all", "fraction", 0.6667, 0.57, 0.76, n),
+        answer("v_total", "colocated", "tok/s", 201.0, 190.0, 212.0, n),
+        answer("growth_per_model", "colocated", "fraction", 0.6667, 0.57, 0.76, n),
         answer(
             "scaling_efficiency",
-            "all",
+            "colocated",
             "ratio",
             0.8333,
             0.70,
@@ -568,9 +611,10 @@ def block_answers(n: int) -> pd.DataFrame:
         ("A", 1.12, 1.08, 1.16, "effect", SLOWDOWN_EFFECT),
         ("B", 1.01, 0.99, 1.02, "equivalent", EQUIVALENT),
     ):
-        rows.append(answer("slowdown_throughput", slot, "ratio", est, lo, hi, n, kind, text))
+        subject = f"colocated/{slot}"
+        rows.append(answer("slowdown_throughput", subject, "ratio", est, lo, hi, n, kind, text))
         for m in ("ttft", "tpot", "e2e"):
-            rows.append(answer(f"slowdown_{m}_p50", slot, "ratio", 1.1, 0.9, 1.3, n,
+            rows.append(answer(f"slowdown_{m}_p50", subject, "ratio", 1.1, 0.9, 1.3, n,
                                "inconclusive", INCONCLUSIVE))  # fmt: skip
     for layout, slot, tput in (
         ("alone_A", "A", 121.0),
@@ -611,6 +655,7 @@ def write_metrics(path: Path, blocks: int, drift_block=None, optional=True) -> P
     runs = block_runs(blocks)
     runs.to_csv(path / METRICS_FILES["runs"], index=False)
     block_scaling(blocks).to_csv(path / METRICS_FILES["scaling"], index=False)
+    block_interference(blocks).to_csv(path / METRICS_FILES["interference"], index=False)
     make_requests(runs).to_csv(path / METRICS_FILES["requests"], index=False)
     (path / METRICS_FILES["environment"]).write_text(json.dumps(ENVIRONMENT))
     if optional:
@@ -709,11 +754,11 @@ def test_metrics_without_answers_or_blocks_still_render(tmp_path):
     headline = unescape(section(html, "headline"))
     assert "short/bf16: a second model adds +65% total throughput" in headline  # scaling.csv
     assert "one repeat" not in headline and 'id="blocks"' not in html
-    assert html.count("data:image/png;base64,") == 5 and "could not be drawn" not in html
+    assert html.count("data:image/png;base64,") == FIGURES and "could not be drawn" not in html
 
 
 def test_block_report_is_self_contained(three_blocks):
-    assert three_blocks.count('src="data:image/png;base64,') == 5
+    assert three_blocks.count('src="data:image/png;base64,') == FIGURES
     assert "could not be drawn" not in three_blocks
     refs = re.findall(r'(?:src|href)="([^"]*)"', three_blocks)
     assert refs and not [r for r in refs if r.lower().startswith(("http", "//"))]
@@ -730,17 +775,19 @@ def test_definitions_print_in_full(three_blocks):
 def test_bar_figures_draw_the_estimates_with_interval_whiskers():
     runs = prepare_runs(block_runs(3))
     est = Estimates(prepare_answers(block_answers(3)))
-    data = throughput_data(runs, prepare_scaling(block_scaling(3)), est)
+    data = throughput_data(runs, prepare_scaling(block_scaling(3)), est, ["A", "B"])
     pair = data[data["bar"] == "A+B co-located"].iloc[0]
     assert (pair["value"], pair["lo"], pair["hi"]) == (201.0, 190.0, 212.0)  # V2's answer
     assert len(data) == 5 and has_whiskers(data)
-    fig = throughput_figure(data, ["short"], ["bf16"], set())
+    fig = throughput_figure(data, ["short"], ["bf16"], set(), ["A", "B"])
     whiskers = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
     assert len(whiskers) == 5
-    scale = scaling_data(prepare_scaling(block_scaling(3)), [("short", "bf16")], set(), est, True)
+    scale = scaling_data(prepare_scaling(block_scaling(3)),
+                         prepare_interference(block_interference(3)), [("short", "bf16")], set(),
+                         est, True, ["A", "B"])  # fmt: skip
     eff = scale[scale["bar"] == "efficiency"].iloc[0]
     assert (eff["value"], eff["lo"], eff["hi"]) == pytest.approx((83.33, 70.0, 102.0))
-    latency = latency_data(runs, est)
+    latency = latency_data(runs, est, ["A", "B"])
     assert has_whiskers(latency) and set(latency["value"]) == {10.0, 20.0}
     # One block: no interval, the latency whisker reaches the run's p90 instead.
     run = block_runs(1).iloc[0]  # A alone
@@ -748,11 +795,13 @@ def test_bar_figures_draw_the_estimates_with_interval_whiskers():
     which = (answers_one["answer"] == "ttft_p50") & (answers_one["subject"] == "alone_A/A")
     answers_one.loc[which, "estimate"] = run["ttft_ms_p50"]
     one = Estimates(prepare_answers(answers_one))
-    latency = latency_data(prepare_runs(block_runs(1)), one)
+    latency = latency_data(prepare_runs(block_runs(1)), one, ["A", "B"])
     ttft = latency[latency["bar"] == "ttft|A alone"].iloc[0]
     assert ttft["value"] == run["ttft_ms_p50"]
     assert math.isnan(ttft["lo"]) and ttft["hi"] == run["ttft_ms_p90"]
-    assert not has_whiskers(throughput_data(runs, prepare_scaling(block_scaling(1)), one))
+    assert not has_whiskers(
+        throughput_data(runs, prepare_scaling(block_scaling(1)), one, ["A", "B"])
+    )
 
 
 def test_int4_ratios_from_answers_with_intervals():
@@ -775,7 +824,7 @@ def test_int4_ratios_from_answers_with_intervals():
             for r in (1, 2, 3)
         ]  # fmt: skip
     )
-    section_ = int4_section(None, int4_rows, Estimates(prepare_answers(answers_table)))
+    section_ = int4_section(None, int4_rows, Estimates(prepare_answers(answers_table)), ["A", "B"])
     assert section_["answered"]
     (row,) = section_["scenarios"]
     assert row["throughput_ratio"] == "1.12× (1.05–1.21)"

@@ -55,6 +55,7 @@ from dualbench.report.wall_figures import (
 from tests.unit.test_report import (
     DEFINITIONS,
     DESCRIPTIONS,
+    FIGURES,
     GOLDEN_METRICS,
     block_answers,
     section,
@@ -269,7 +270,8 @@ def test_missing_roofline_growth_and_pair_are_said_not_raised():
     s = sentence(plain_block_runs(3), est=Estimates(prepare_answers(None)))
     assert s["missing"]
     assert "regime unknown (no valid alone run with a roofline regime in runs.csv)" in s["text"]
-    assert "co-location effect unknown (no growth answer in answers.csv)" in s["text"]
+    # The answer's name is growth_per_model since any number of models (was "growth").
+    assert "co-location effect unknown (no growth_per_model answer in answers.csv)" in s["text"]
     assert "no valid co-located run with a decode bandwidth" in s["text"]
 
 
@@ -430,7 +432,7 @@ def test_section_has_its_sentences_figures_and_fit_tables(wall_html):
     assert "Pair bandwidth against the neighbour's rate" in headings and "Roofline" in headings
     assert '<tr class="preferred"><td class="key">floor</td>' in wall
     assert "★ preferred" in wall and "could not be drawn" not in wall_html
-    assert wall_html.count('src="data:image/png;base64,') == 5 + 3  # the Figures section's five
+    assert wall_html.count('src="data:image/png;base64,') == FIGURES + 3  # + the Figures section
 
 
 def test_calibration_table_in_the_environment_section(wall_html):

@@ -1,5 +1,6 @@
 """The report's per-scenario detail tables: one column per run × slot (with several blocks,
-per block: "A alone · r2"), one row per metric, in the groups of ``DETAIL_GROUPS`` (name,
+per block: "A alone · r2"; layouts in tables.sort_layouts order: each model alone, then the
+group layouts), one row per metric, in the groups of ``DETAIL_GROUPS`` (name,
 runs.csv column, kind of ``format.FORMATTERS``); and the Blocks table (``blocks_rows``).
 
 A p90 or p99 over fewer values than it needs (dualbench.analysis.intervals.PERCENTILE_MIN_N,
@@ -14,13 +15,12 @@ from typing import Any
 import pandas as pd
 
 from dualbench.analysis.intervals import PERCENTILE_MIN_N, percentile_label
-from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
 from dualbench.report.format import DASH, FORMATTERS, clip, fmt_fixed, fmt_int, is_finite, number
+from dualbench.report.layouts import sort_layouts
 from dualbench.report.tables import LATENCIES, STATS, unique_in_order
 
-# Columns of a scenario: each slot alone, in slot order, then co-located.
-LAYOUT_ORDER = {layout: i for i, layout in enumerate([*map(alone_layout, SLOT_NAMES), COLOCATED])}
-
+# Shown only for a scenario with a lockstep run: other runs have no turns.
+LOCKSTEP_GROUP = "Lockstep turns"
 DETAIL_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
     (
         "Run",
@@ -56,10 +56,22 @@ DETAIL_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
     *[
         (
             f"{m.upper()} (ms)",
-            [(s, f"{m}_ms_{s}", "ms") for s in STATS],
+            [
+                *[(s, f"{m}_ms_{s}", "ms") for s in STATS],
+                # How steady the decode pace is: what lockstep's turns trade for throughput.
+                *([("sd", "tpot_ms_sd", "ms")] if m == "tpot" else []),
+            ],
         )
         for m in LATENCIES
     ],
+    (
+        LOCKSTEP_GROUP,
+        [
+            ("Hand-off p50 (µs)", "handoff_us_p50", "rate"),
+            ("Hand-off mean (µs)", "handoff_us_mean", "rate"),
+            ("Overlapping turns", "turn_overlaps", "int"),
+        ],
+    ),
     (
         "Memory (MiB)",
         [
@@ -115,6 +127,8 @@ def details(
 
     ``runs``: runs.csv as tables.prepare_runs returns it."""
     precisions = {p: i for i, p in enumerate(unique_in_order(runs["precision"]))}
+    # Columns of a scenario: each model alone, in name order, then the group layouts.
+    layout_order = {layout: i for i, layout in enumerate(sort_layouts(runs["layout"]))}
     out = []
     for scenario in scenarios:
         sel = runs[runs["scenario"] == scenario]
@@ -123,7 +137,7 @@ def details(
             key=lambda r: (
                 precisions.get(r["precision"], 99),
                 r["repeat"],
-                LAYOUT_ORDER.get(r["layout"], 9),
+                layout_order[r["layout"]],
                 r["slot"],
             ),
         )
@@ -137,7 +151,10 @@ def details(
             for r in records
         ]
         groups = []
+        lockstep = any(r.get("schedule") == "lockstep" for r in records)
         for group, rows in DETAIL_GROUPS:
+            if group == LOCKSTEP_GROUP and not lockstep:
+                continue
             body = []
             for name, col, kind in rows:
                 cells = []

@@ -84,6 +84,10 @@ class Estimates:
         """Every answer whose name starts with ``answer_prefix``, in the table's order."""
         return [r for r in self._rows.values() if r["answer"].startswith(answer_prefix)]
 
+    def subjects(self, key: Key, answer: str) -> list[str]:
+        """The subjects ``key`` has an ``answer`` for, in the table's order."""
+        return [s for (sc, p, a, s) in self._rows if (sc, p) == key and a == answer]
+
     def n(self, key: Key, answer: str, subject: str) -> int:
         row = self.get(key, answer, subject)
         return int(row["n"]) if row else 0

@@ -4,7 +4,13 @@ of its own: ratios and bytes come from the tables, this module only arranges and
 
 Where answers.csv holds the INT4 ratios (``int4_<metric>_ratio``), the per-scenario table
 shows them over the blocks with their intervals (``_answer_rows``); else int4.csv's ratios of
-its one block (``_scenario_rows``)."""
+its one block (``_scenario_rows``).
+
+Besides each model in each layout, int4.csv and the answers compare each group layout's sum
+(throughput and memory of its models together): int4.csv's row of slot "A+B" (the models
+joined by "+", analysis.layouts.sum_slot; "pair" in tables written for two models before any
+number was allowed), an answer's subject "<layout>/A+B" or the group layout itself
+(``_subject``)."""
 
 from __future__ import annotations
 
@@ -14,9 +20,9 @@ from typing import Any
 import pandas as pd
 
 from dualbench.analysis.columns import INT4_RATIOS
-from dualbench.config.vocabulary import SLOT_NAMES
+from dualbench.config.vocabulary import COLOCATED, SUBSET_SEPARATOR
 from dualbench.report.estimates import Estimates, blocks_note
-from dualbench.report.figures import embedded_figure
+from dualbench.report.figures import embedded_figure, readable
 from dualbench.report.format import (
     DASH,
     as_bool,
@@ -26,10 +32,31 @@ from dualbench.report.format import (
     fmt_mib,
     fmt_pct,
 )
-from dualbench.report.tables import run_label, unique_in_order
+from dualbench.report.layouts import group_label, is_group_layout, run_label
+from dualbench.report.tables import unique_in_order
 
-# How the section names the pair of models: int4.csv's slot "pair", the figure's "pair" bar.
-PAIR = " + ".join(SLOT_NAMES)
+# int4.csv's slot of the co-located pair's sum in tables written before any number of models.
+LEGACY_PAIR = "pair"
+
+
+def _is_sum(slot: str) -> bool:
+    return slot == LEGACY_PAIR or SUBSET_SEPARATOR in slot
+
+
+def _subject(subject: str) -> tuple[str, str, bool]:
+    """(layout, slot, whether it is a group's sum) of an INT4 answer's subject:
+    "alone_A/A", "colocated/A+B", "colocated" (a group layout's sum), "pair" (legacy)."""
+    if subject == LEGACY_PAIR:
+        return COLOCATED, LEGACY_PAIR, True
+    layout, _, slot = subject.partition("/")
+    if not slot:
+        return layout, "", is_group_layout(layout)
+    return layout, slot, _is_sum(slot)
+
+
+def _sum_label(layout: str, names: list[str]) -> str:
+    """ "A+B co-located (sum)": a group layout's models together."""
+    return f"{group_label(layout, names)} (sum)"
 
 
 def _model_rows(precisions: pd.DataFrame, baseline: str) -> list[dict[str, str]]:
@@ -67,14 +94,15 @@ def _model_rows(precisions: pd.DataFrame, baseline: str) -> list[dict[str, str]]
     return rows
 
 
-def _scenario_rows(int4: pd.DataFrame) -> list[dict[str, Any]]:
+def _scenario_rows(int4: pd.DataFrame, names: list[str]) -> list[dict[str, Any]]:
     rows = []
     for r in int4.to_dict("records"):
-        pair = r["slot"] == "pair"
+        pair = _is_sum(str(r["slot"]))
+        layout = str(r["layout"]) if is_group_layout(str(r["layout"])) else COLOCATED
         rows.append(
             {
                 "scenario": r["scenario"],
-                "label": f"pair ({PAIR})" if pair else run_label(r["layout"], r["slot"]),
+                "label": _sum_label(layout, names) if pair else run_label(r["layout"], r["slot"]),
                 "throughput": (
                     f"{fmt_fixed(r['throughput_tok_s_baseline'])} → "
                     f"{fmt_fixed(r['throughput_tok_s_int4'])}"
@@ -94,7 +122,7 @@ def _scenario_rows(int4: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _answer_rows(
-    int4: pd.DataFrame, est: Estimates, baseline: str
+    int4: pd.DataFrame, est: Estimates, baseline: str, names: list[str]
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The per-scenario rows from answers.csv's INT4 ratios, and the scenarios with none."""
     subjects = unique_in_order(
@@ -107,11 +135,15 @@ def _answer_rows(
         if n <= 0:
             missing.append(scenario)
             continue
-        pair = subject == "pair"
-        layout, _, slot = subject.partition("/")
-        sel = int4[(int4["scenario"] == scenario) & (int4["slot"] == ("pair" if pair else slot))]
-        if not pair:
-            sel = sel[sel["layout"] == layout]
+        layout, slot, pair = _subject(subject)
+        sel = int4[int4["scenario"] == scenario]
+        if pair:
+            sums = sel["slot"].astype(str).map(_is_sum)
+            here = sel["layout"] == layout
+            # A legacy pair row may carry no group layout of its own.
+            sel = sel[sums & (here | ~sel["layout"].astype(str).map(is_group_layout))]
+        else:
+            sel = sel[(sel["slot"] == slot) & (sel["layout"] == layout)]
         # The bytes of one block as int4.csv has them; over several blocks only their ratio.
         one = sel.iloc[0] if len(sel) == 1 else None
 
@@ -121,11 +153,11 @@ def _answer_rows(
                 return fmt_change(est.interval(key, name, subject)[0])
             return est.figure(key, name, subject, "ratio")
 
-        answer, tput = ("v2", "all") if pair else ("throughput", subject)
+        answer, tput = ("v_total", layout) if pair else ("throughput", subject)
         rows.append(
             {
                 "scenario": scenario,
-                "label": f"pair ({PAIR})" if pair else run_label(layout, slot),
+                "label": _sum_label(layout, names) if pair else run_label(layout, slot),
                 "blocks": blocks_note(n),
                 "throughput": (
                     f"{fmt_fixed(est.interval((scenario, baseline), answer, tput)[0])} → "
@@ -149,6 +181,7 @@ def _answer_rows(
 
 
 def _fig_memory(precisions: pd.DataFrame, baseline: str):
+    """Checkpoint bytes per model and of all models together, baseline and INT4."""
     # Here, not at the top: importing dualbench.report.figures selects Agg before pyplot loads.
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -157,26 +190,35 @@ def _fig_memory(precisions: pd.DataFrame, baseline: str):
     if data.empty:
         return "No converted checkpoints to compare."
     data["MiB"] = data["weight_bytes"] / 2**20
-    pair = data.groupby("precision", as_index=False)["MiB"].sum().assign(slot="pair")
-    data = pd.concat([data[["slot", "precision", "MiB"]], pair], ignore_index=True)
+    models = sorted(str(s) for s in data["slot"].unique())
+    if len(models) > 1:
+        everything = SUBSET_SEPARATOR.join(models)
+        together = data.groupby("precision", as_index=False)["MiB"].sum().assign(slot=everything)
+        data = pd.concat([data[["slot", "precision", "MiB"]], together], ignore_index=True)
     fig, ax = plt.subplots(figsize=(6, 3))
     sns.barplot(data=data, x="slot", y="MiB", hue="precision", ax=ax, hue_order=[baseline, "int4"])
-    ax.set_xlabel(f"model (pair: {PAIR})")
+    together = f" ({SUBSET_SEPARATOR.join(models)}: all together)" if len(models) > 1 else ""
+    ax.set_xlabel(f"model{together}")
     ax.set_ylabel("checkpoint MiB")
+    readable(ax)
     return fig
 
 
 def int4_section(
-    precisions: pd.DataFrame | None, int4: pd.DataFrame | None, est: Estimates
+    precisions: pd.DataFrame | None,
+    int4: pd.DataFrame | None,
+    est: Estimates,
+    names: list[str],
 ) -> dict[str, Any] | None:
-    """The section's context, or None when the runs hold no INT4 against a dense baseline."""
+    """The section's context, or None when the runs hold no INT4 against a dense baseline;
+    ``names``: the models of the data."""
     if int4 is None or int4.empty or "baseline" not in int4:
         return None
     baseline = str(int4["baseline"].iloc[0])
     precisions = precisions if precisions is not None else pd.DataFrame()
     answered = bool(est.rows("int4_"))
     scenarios, missing = (
-        _answer_rows(int4, est, baseline) if answered else (_scenario_rows(int4), [])
+        _answer_rows(int4, est, baseline, names) if answered else (_scenario_rows(int4, names), [])
     )
     return {
         "title": f"{baseline.upper()} vs INT4",
@@ -190,7 +232,7 @@ def int4_section(
         "figure": embedded_figure(
             "Checkpoint size",
             f"Bytes of each converted checkpoint on disk, {baseline} and INT4, per model and "
-            "for the pair.",
+            "for all of them together.",
             lambda: _fig_memory(precisions, baseline),
         )
         if not precisions.empty

@@ -5,9 +5,15 @@ modules of dualbench.report, one self-contained HTML document out (DESIGN §8).
 ``dualbench.analysis.columns.METRICS_FILES``; ``render_report`` renders DataFrames, so the
 report reads the same whether it gets the analysis DataFrames directly or the files. Tables
 that older metrics lack (answers.csv, blocks.csv, the INT4 and telemetry tables, calibration
-and the contention tables) are optional: without answers.csv the headline and the bar figures
-show the per-block tables as they are; without calibration or contention tables and roofline
-columns, the "Where is the wall" section (dualbench.report.wall) is left out.
+and the contention tables, interference.csv) are optional: without answers.csv the headline
+and the bar figures show the per-block tables as they are; without calibration or contention
+tables and roofline columns, the "Where is the wall" section (dualbench.report.wall) is left
+out; without lockstep or single-thread runs, the "Schedules" section
+(dualbench.report.schedules).
+
+The models are the data's: the sorted unique ``slot`` values of runs.csv
+(tables.slot_names), any number of them, passed to every module that lays out a column or a
+colour per model.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import pandas as pd
 
 from dualbench.analysis.columns import METRICS_FILES
 from dualbench.analysis.intervals import PERCENTILE_MIN_N
-from dualbench.config.vocabulary import SLOT_NAMES
 from dualbench.report.bars import (
     has_whiskers,
     latency_data,
@@ -38,10 +43,14 @@ from dualbench.report.figures import embedded_figure, figure_style, timeline_fig
 from dualbench.report.format import DASH, fmt_fixed, fmt_pct, fmt_ratio
 from dualbench.report.headline import headline_tables
 from dualbench.report.int4 import int4_section
+from dualbench.report.layouts import slot_names
+from dualbench.report.scaling import curve_data, curve_figure, matrix_data, matrix_figure
+from dualbench.report.schedules import schedules_section
 from dualbench.report.summary import answers
 from dualbench.report.tables import (
     drifted_blocks,
     flagged_keys,
+    interference_lookup,
     key_issues,
     prepare_answers,
     prepare_blocks,
@@ -49,6 +58,7 @@ from dualbench.report.tables import (
     prepare_contention,
     prepare_contention_curve,
     prepare_contention_fits,
+    prepare_interference,
     prepare_requests,
     prepare_roofline,
     prepare_runs,
@@ -78,6 +88,7 @@ OPTIONAL_TABLES = {
     "contention_table": "contention",
     "contention_curve_table": "contention_curve",
     "contention_fits_table": "contention_fits",
+    "interference_table": "interference",
 }
 
 
@@ -128,6 +139,7 @@ def render_report(
     contention_table: pd.DataFrame | None = None,
     contention_curve_table: pd.DataFrame | None = None,
     contention_fits_table: pd.DataFrame | None = None,
+    interference_table: pd.DataFrame | None = None,
 ) -> str:
     """The whole report as one self-contained HTML document (no network reference).
 
@@ -135,6 +147,7 @@ def render_report(
     why, dtypes the device only emulates), shown first, beside every run's own warnings."""
     runs = prepare_runs(runs)
     scaling = prepare_scaling(scaling)
+    interference = prepare_interference(interference_table)
     requests = prepare_requests(requests)
     estimates = Estimates(prepare_answers(answers_table))
     blocks = prepare_blocks(blocks_table)
@@ -142,11 +155,13 @@ def render_report(
     environment = dict(environment or {})
     descriptions = dict(scenario_descriptions or {})
 
+    names = slot_names(runs)
     keys = scenario_keys(runs, scaling)
     scenarios = unique_in_order(k[0] for k in keys)
     precisions = unique_in_order(k[1] for k in keys)
     lookup = run_lookup(runs)
     scaling_by_key = scaling_lookup(scaling)
+    interference_by_key = interference_lookup(interference)
     problems = run_problems(runs)
     scaling_problems = [r for r in scaling.to_dict("records") if not r["valid"]]
     drifted = drifted_blocks(blocks)
@@ -159,17 +174,20 @@ def render_report(
         "interval (where two blocks or more)"
     )
 
+    total = "V2" if len(names) == 2 else "V_total"
     with figure_style():
-        tput = throughput_data(runs, scaling, estimates)
-        latency = latency_data(runs, estimates)
-        scale = scaling_data(scaling, keys, flagged, estimates, single)
+        tput = throughput_data(runs, scaling, estimates, names)
+        latency = latency_data(runs, estimates, names)
+        scale = scaling_data(scaling, interference, keys, flagged, estimates, single, names)
+        curve = curve_data(keys, estimates, scaling, runs, names)
+        matrix = matrix_data(keys, estimates, interference, names)
         figures = [
             embedded_figure(
                 "Throughput",
                 "Output tokens/s of each slot alone and co-located, and the co-located total "
-                f"(V2){': ' + interval if has_whiskers(tput) else ''}. ⚠ marks a scenario "
-                "with a failed or invalid run.",
-                lambda: throughput_figure(tput, scenarios, precisions or [""], flagged),
+                f"({total}){': ' + interval if has_whiskers(tput) else ''}. ⚠ marks a "
+                "scenario with a failed or invalid run.",
+                lambda: throughput_figure(tput, scenarios, precisions or [""], flagged, names),
             ),
             embedded_figure(
                 "Latency",
@@ -179,14 +197,37 @@ def render_report(
                     if has_whiskers(latency) and estimates.has_intervals()
                     else "whiskers reach p90."
                 ),
-                lambda: latency_figure(latency, scenarios, precisions or [""], flagged),
+                lambda: latency_figure(latency, scenarios, precisions or [""], flagged, names),
             ),
             embedded_figure(
                 "Scaling and interference",
-                "Scaling efficiency (100% = no interference, 50% = the second model adds "
-                "nothing) and per-model slowdown (1.00 = no slowdown)"
+                (
+                    "Scaling efficiency (100% = no interference, 50% = the second model adds "
+                    "nothing)"
+                    if len(names) == 2
+                    else "Scaling efficiency (100% = no interference, 100/k% = the k models "
+                    "together give no more than one)"
+                )
+                + " and per-model slowdown (1.00 = no slowdown)"
                 f"{': ' + interval if has_whiskers(scale) else ''}.",
-                lambda: scaling_figure(scale),
+                lambda: scaling_figure(scale, names),
+            ),
+            embedded_figure(
+                "Scaling curve",
+                "Total output tokens/s against the number of co-located models k: at k = 1 "
+                "each model alone (V1), then the total of every layout of k models (filled; "
+                "joined through the mean per k for free co-location), each with its "
+                f"{estimates.confidence_text} interval where two blocks or more. Dashed: ideal "
+                "linear scaling, k × the mean V1; hollow: each layout's own ideal, the sum "
+                "of its models' V1.",
+                lambda: curve_figure(curve, keys, single, names),
+            ),
+            embedded_figure(
+                "Interference matrix",
+                "Throughput slowdown (alone / in the layout, 1× = no slowdown) of each model "
+                "(row) in each layout it ran in (column), with its interval and verdict; "
+                "colour by value (red: slower, blue: faster), grey: not in that layout.",
+                lambda: matrix_figure(matrix, keys, single, names),
             ),
             embedded_figure(
                 "Overlap of co-located runs",
@@ -198,7 +239,7 @@ def render_report(
                 "TTFT distribution",
                 "TTFT of every request that finished inside its run's window"
                 + (", the blocks pooled." if n_blocks > 1 else "."),
-                lambda: ttft_figure(requests, keys, single),
+                lambda: ttft_figure(requests, keys, single, names),
             ),
         ]
 
@@ -206,7 +247,6 @@ def render_report(
     config = environment.get("config")
     context = {
         "title": title,
-        "slots": list(SLOT_NAMES),
         "summary": {
             "runs": runs["run_id"].nunique(),
             "scenarios": scenarios,
@@ -223,14 +263,19 @@ def render_report(
         "problems": problems,
         "scaling_problems": scaling_problems,
         "drifted": drifted,
-        "answers": answers(keys, lookup, scaling_by_key, issues, estimates),
-        "headline_tables": headline_tables(keys, issues, estimates, lookup, scaling_by_key),
+        "answers": answers(
+            keys, lookup, scaling_by_key, interference_by_key, issues, estimates, names
+        ),
+        "headline_tables": headline_tables(
+            keys, issues, estimates, lookup, scaling_by_key, interference_by_key, names
+        ),
         "scenario_list": [(s, descriptions.get(s, "")) for s in scenarios],
         "figures": figures,
         "details": details(runs, scenarios, descriptions),
         "blocks": blocks_rows(blocks),
         "percentile_min_n": PERCENTILE_MIN_N,
-        "int4": int4_section(precision_table, int4_table, estimates),
+        "int4": int4_section(precision_table, int4_table, estimates, names),
+        "schedules": schedules_section(runs, requests, keys, estimates, names),
         "telemetry": telemetry_section(runs, energy_table, telemetry_table, estimates),
         "wall": wall_section(
             prepare_roofline(runs),

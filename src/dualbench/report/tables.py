@@ -4,8 +4,9 @@
   ``prepare_scaling``, ``prepare_requests``, ``prepare_answers``, ``prepare_blocks``) to the
   columns and types the report reads (``*_STR_COLUMNS``, ``*_NUM_COLUMNS``);
 - run lookups: the (scenario, precision) keys in pipeline order (``scenario_keys``), the runs
-  by scenario, precision, layout and slot (``run_lookup``, ``scaling_lookup``), the failed or
-  invalid ones (``run_problems``, ``key_problems``, ``flagged_keys``), the drifted blocks
+  by scenario, precision, layout and slot (``run_lookup``), the scaling and interference rows
+  by layout (``scaling_lookup``, ``interference_lookup``), the failed or invalid runs
+  (``run_problems``, ``key_problems``, ``flagged_keys``), the drifted blocks
   (``drifted_blocks``), everything wrong with a scenario × precision (``key_issues``) and the
   label of a slot in a layout (``run_label``), of a run in its block (``block_label``);
 - the "Where is the wall" tables (``prepare_calibration``, ``prepare_contention``,
@@ -30,16 +31,17 @@ from dualbench.analysis.columns import (
     CONTENTION_COLUMNS,
     CONTENTION_CURVE_COLUMNS,
     CONTENTION_FIT_COLUMNS,
+    INTERFERENCE_SLOWDOWNS,
     ROOFLINE_COLUMNS,
 )
-from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES
 from dualbench.report.format import as_bool
+from dualbench.report.layouts import group_rows, run_label
 
 LATENCIES = ("ttft", "tpot", "itl", "e2e")
 STATS = ("mean", "p50", "p90", "p99", "max")
 
 RUN_STR_COLUMNS = [
-    "run_id", "scenario", "precision", "layout", "slot", "model", "backend", "device",
+    "run_id", "scenario", "precision", "layout", "schedule", "slot", "model", "backend", "device",
     "status", "error", "invalid_reasons", "warnings", "mem_source", "percentile_note",
 ]  # fmt: skip
 RUN_NUM_COLUMNS = [
@@ -50,15 +52,20 @@ RUN_NUM_COLUMNS = [
     *[f"{m}_ms_{s}" for m in LATENCIES for s in STATS],
     *[f"{m}_n" for m in LATENCIES],
     "peak_mem_bytes", "mem_reserved_peak_bytes", "load_s", "warmup_s", "loadavg_1m", "cpu_mhz",
+    "tpot_ms_sd", "turns", "turn_overlaps", "handoff_us_p50", "handoff_us_mean",
 ]  # fmt: skip
-SCALING_STR_COLUMNS = ["scenario", "precision", "note"]
+# scaling.csv: one row per block and group layout; interference.csv: one per block, group
+# layout and member (the victim).
+SCALING_STR_COLUMNS = ["scenario", "precision", "layout", "schedule", "models", "note"]
 SCALING_NUM_COLUMNS = [
-    "repeat", *[f"v1_{slot}" for slot in SLOT_NAMES], "v1", "v2", "growth", "scaling_efficiency",
-    *[f"slowdown_{slot}" for slot in SLOT_NAMES],
+    "repeat", "k", "v1_sum", "v1_mean", "v_total", "growth_per_model", "scaling_efficiency",
 ]  # fmt: skip
+INTERFERENCE_STR_COLUMNS = ["scenario", "precision", "layout", "schedule", "victim", "neighbours"]
+INTERFERENCE_NUM_COLUMNS = ["repeat", *INTERFERENCE_SLOWDOWNS]
 REQUEST_STR_COLUMNS = ["run_id", "scenario", "precision", "layout", "slot"]
 REQUEST_NUM_COLUMNS = [
-    "call", "index", "submit_s", "ttft_ms", "tpot_ms", "e2e_ms", "itl_ms_mean", "new_tokens",
+    "repeat", "call", "index", "submit_s", "queue_ms", "ttft_ms", "tpot_ms", "e2e_ms",
+    "itl_ms_mean", "new_tokens",
 ]  # fmt: skip
 ANSWER_STR_COLUMNS = [
     "scenario", "precision", "answer", "subject", "unit", "method", "verdict_kind", "verdict",
@@ -123,8 +130,18 @@ def prepare_runs(runs: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def prepare_scaling(scaling: pd.DataFrame | None) -> pd.DataFrame:
-    """scaling.csv normalised (one row per scenario, precision and block)."""
-    return _repeat_column(normalise(scaling, SCALING_STR_COLUMNS, SCALING_NUM_COLUMNS, ["valid"]))
+    """scaling.csv normalised (one row per scenario, precision, block and group layout); rows
+    of no group layout (a table written before layouts had rows) are left out."""
+    df = _repeat_column(normalise(scaling, SCALING_STR_COLUMNS, SCALING_NUM_COLUMNS, ["valid"]))
+    return group_rows(df).reset_index(drop=True)
+
+
+def prepare_interference(interference: pd.DataFrame | None) -> pd.DataFrame:
+    """interference.csv normalised (one row per scenario, precision, block, group layout and
+    victim); None (metrics written before it existed) reads as empty."""
+    df = normalise(interference, INTERFERENCE_STR_COLUMNS, INTERFERENCE_NUM_COLUMNS, ["valid"])
+    df = _repeat_column(df)
+    return group_rows(df).reset_index(drop=True)
 
 
 def prepare_answers(answers: pd.DataFrame | None) -> pd.DataFrame:
@@ -193,15 +210,6 @@ def prepare_roofline(runs: pd.DataFrame) -> pd.DataFrame:
     return _typed(runs, ROOFLINE_COLUMNS, labels)
 
 
-def run_label(layout: str, slot: str) -> str:
-    """How the report names a slot in a layout: "A alone", "B co-located"."""
-    if layout == COLOCATED:
-        return f"{slot} co-located"
-    if layout.startswith("alone"):
-        return f"{slot} alone"
-    return f"{slot} {layout}".strip()
-
-
 def block_label(label: str, repeat: int, several: bool) -> str:
     """A run's label with its block where there are several: "A alone · r2"."""
     return f"{label} · r{repeat}" if several else label
@@ -230,9 +238,19 @@ def run_lookup(runs: pd.DataFrame) -> dict[tuple[str, str, str, str], dict[str, 
     }
 
 
-def scaling_lookup(scaling: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
-    """Each scaling row by (scenario, precision)."""
-    return {(r["scenario"], r["precision"]): r for r in scaling.to_dict("records")}
+def scaling_lookup(scaling: pd.DataFrame) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Each scaling row by (scenario, precision, layout) (the last block's, where several)."""
+    return {(r["scenario"], r["precision"], r["layout"]): r for r in scaling.to_dict("records")}
+
+
+def interference_lookup(
+    interference: pd.DataFrame,
+) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """Each interference row by (scenario, precision, layout, victim) (the last block's)."""
+    return {
+        (r["scenario"], r["precision"], r["layout"], r["victim"]): r
+        for r in interference.to_dict("records")
+    }
 
 
 def run_problems(runs: pd.DataFrame) -> list[dict[str, Any]]:
@@ -291,13 +309,16 @@ def key_issues(
     drifted: list[dict[str, Any]],
 ) -> list[str]:
     """Everything wrong with the scenario and precision ``key``, one short line each: its
-    failed or invalid runs, its scaling rows flagged invalid (per block where there are
-    several) and its drifted blocks."""
+    failed or invalid runs, its scaling rows flagged invalid (per layout and block where there
+    are several) and its drifted blocks."""
     issues = key_problems(problems, key)
     rows = [r for r in scaling.to_dict("records") if (r["scenario"], r["precision"]) == key]
+    several_layouts = len({r["layout"] for r in rows}) > 1
+    several_blocks = len({r["repeat"] for r in rows}) > 1
     for r in rows:
         if not r["valid"] and r["note"]:
-            where = f"scaling r{r['repeat']}" if len(rows) > 1 else "scaling"
+            where = "scaling" + (f" {r['layout']}" if several_layouts else "")
+            where += f" r{r['repeat']}" if several_blocks else ""
             issues.append(f"{where}: {r['note']}")
     issues += [
         f"block r{b['repeat']} drifted" for b in drifted if (b["scenario"], b["precision"]) == key

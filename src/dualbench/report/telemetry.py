@@ -8,11 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES, alone_layout
+from dualbench.config.vocabulary import ALONE_PREFIX
 from dualbench.report.estimates import Estimates, blocks_note
-from dualbench.report.figures import SLOT_COLORS, embedded_figure
+from dualbench.report.figures import embedded_figure, readable, slot_colors
 from dualbench.report.format import fmt_fixed, fmt_pct, number, text_or
-from dualbench.report.tables import run_label, unique_in_order
+from dualbench.report.layouts import group_label, group_rows, run_label, slot_names
+from dualbench.report.tables import unique_in_order
 
 # Utilisation metrics drawn on the timelines, with their legend names.
 UTIL_TRACES = {
@@ -63,19 +64,19 @@ def _run_rows(energy: pd.DataFrame) -> list[dict[str, str]]:
     ]
 
 
-def _layout_label(layout: str) -> str:
-    if layout == COLOCATED:
-        return "+".join(SLOT_NAMES) + " co-located"
-    slots = [s for s in SLOT_NAMES if alone_layout(s) == layout]
-    return f"{slots[0]} alone" if slots else layout
+def _layout_label(layout: str, names: list[str]) -> str:
+    """ "A alone", "A+B co-located", "A+B+C lockstep"; an unknown layout as it is."""
+    if layout.startswith(ALONE_PREFIX):
+        return run_label(layout, layout.removeprefix(ALONE_PREFIX))
+    return group_label(layout, names)
 
 
-def _efficiency_rows(est: Estimates) -> list[dict[str, str]]:
+def _efficiency_rows(est: Estimates, names: list[str]) -> list[dict[str, str]]:
     """Tokens per joule of each layout over the blocks, with its interval."""
     return [
         {
             "key": f"{r['scenario']}/{r['precision']}",
-            "layout": _layout_label(r["subject"]),
+            "layout": _layout_label(r["subject"], names),
             "tokens_per_j": est.figure(
                 (r["scenario"], r["precision"]), "tokens_per_j", r["subject"], "tpj"
             ),
@@ -90,7 +91,8 @@ def _fig_timelines(samples: pd.DataFrame, runs: pd.DataFrame, metrics: dict, yla
     import matplotlib.pyplot as plt
 
     data = samples[samples["metric"].isin(metrics)]
-    co = runs[runs["layout"] == COLOCATED]
+    co = group_rows(runs)
+    colors = slot_colors(slot_names(runs))
     run_ids = [r for r in unique_in_order(co["run_id"]) if r in set(data["run_id"])][:MAX_TIMELINES]
     if not run_ids:
         return "No samples of this kind in the co-located runs."
@@ -101,7 +103,7 @@ def _fig_timelines(samples: pd.DataFrame, runs: pd.DataFrame, metrics: dict, yla
         sel = data[data["run_id"] == run_id]
         for (slots, device, metric), trace in sel.groupby(["slots", "device", "metric"]):
             trace = trace.sort_values("t_s")
-            color = SLOT_COLORS.get(str(slots), "#555555")
+            color = colors.get(str(slots), "#555555")
             ax.plot(trace["t_s"], trace["value"], color=color, lw=1.2,
                     label=f"{slots} · {device} · {metrics[metric]}")  # fmt: skip
         window = co[co["run_id"] == run_id]
@@ -110,7 +112,8 @@ def _fig_timelines(samples: pd.DataFrame, runs: pd.DataFrame, metrics: dict, yla
                        color="#4c8c6a", alpha=0.15, lw=0)  # fmt: skip
         ax.set_title(run_id, fontsize=9, loc="left")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=8, loc="lower right")
+        readable(ax)
     axes[-1, 0].set_xlabel("seconds since the barrier release (shaded: co-located window)")
     fig.tight_layout()
     return fig
@@ -130,7 +133,7 @@ def telemetry_section(
     return {
         "slots": _slot_rows(runs, notes),
         "runs": _run_rows(energy),
-        "efficiency": _efficiency_rows(est),
+        "efficiency": _efficiency_rows(est, slot_names(runs)),
         "confidence": est.confidence_text,
         "notes": notes,
         "figures": [

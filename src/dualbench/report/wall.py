@@ -9,16 +9,18 @@ One sentence per scenario × precision names the resource that limits it (``wall
   of their utilisation: MBU for bandwidth-bound, MFU for compute-bound, both for
   overhead-bound, as a percentage of the slot's calibrated peak (runs.csv's MBU and MFU
   already are), each of the phase that named the run's regime (runs.csv's ``regime_phase``);
-- the co-location effect: answers.csv's "growth" of subject "all", with its interval where it
-  has one (two blocks or more);
-- the reason, from the pair's memory traffic: per block, the sum over the slots of the
+- the co-location effect: answers.csv's "growth_per_model" of subject "colocated" (every model
+  co-located), with its interval where it has one (two blocks or more);
+- the reason, from the pair's memory traffic (with more than two models, the group's): per
+  block, the sum over the slots of the
   co-located run (every slot valid) of analysis.contention.traffic_bytes_s (forward passes per
   second x bytes per decode step, contention.csv's measure), median over the blocks, as a share
   of the calibrated contended total ceiling (calibration.csv's ``copy_contended_total_bytes_s``
   for the precision's dtype; runs.csv's ``peak_bw_bytes_s`` is one slot's alone peak, not it):
   - share ≥ ``WALL_FRACTION`` → "the pair reaches N% of the contended copy bandwidth: memory
     bandwidth is the wall";
-  - else, if a slowdown answer (``SLOWDOWN_ANSWERS``, any slot) has verdict kind "effect" and
+  - else, if a slowdown answer (``SLOWDOWN_ANSWERS``, subject "colocated/<slot>", any slot)
+    has verdict kind "effect" and
     an estimate above 1 → "interference well below the bandwidth ceiling (pair at N%): not
     bandwidth alone", followed by that evidence;
   - else → "the pair uses N% of the contended bandwidth: room left" (where no slowdown was
@@ -43,10 +45,11 @@ import pandas as pd
 from dualbench.analysis.columns import FIT_PARAMS
 from dualbench.analysis.contention import traffic_bytes_s
 from dualbench.analysis.contention_fit import DISTINGUISHABLE, MODELS
-from dualbench.config.vocabulary import COLOCATED, PRECISION_DTYPES, SLOT_NAMES
+from dualbench.config.vocabulary import COLOCATED, PRECISION_DTYPES
 from dualbench.report.estimates import Estimates
-from dualbench.report.figures import embedded_figure, figure_style
+from dualbench.report.figures import embedded_figure, figure_style, slot_colors
 from dualbench.report.format import DASH, fmt_fixed, fmt_int, fmt_mib, fmt_pct, number, text_or
+from dualbench.report.layouts import members, slot_names
 from dualbench.report.wall_figures import (
     GB,
     Sweep,
@@ -162,26 +165,28 @@ def pair_bandwidth(runs: pd.DataFrame, key: Key) -> tuple[float, int]:
     """(median over blocks of the co-located run's memory traffic summed over its slots,
     blocks); a slot's traffic is analysis.contention.traffic_bytes_s (forward passes per
     second x bytes per decode step), the same figure as contention.csv's pair bandwidth. A
-    block counts only with every slot valid and its traffic finite."""
+    block counts only with every model of the data valid in it and its traffic finite."""
+    k = len(members(COLOCATED, slot_names(runs)))
     co = _key_rows(runs, key)
     co = co[co["layout"] == COLOCATED]
     sums = []
     for _, block in co.groupby("repeat"):
         traffic = [traffic_bytes_s(row) for row in block.to_dict("records")]
-        if len(traffic) == len(SLOT_NAMES) and all(math.isfinite(t) for t in traffic):
+        if len(traffic) == k and all(math.isfinite(t) for t in traffic):
             sums.append(float(sum(traffic)))
     return median(sums), len(sums)
 
 
 def interference(est: Estimates, key: Key) -> tuple[list[str], bool]:
     """(evidence of interference, whether any slowdown was judged at all): each slowdown
-    answer whose verdict is an effect with an estimate above 1 (a slowdown, not a speed-up)."""
+    answer of a model co-located with every other (subject "colocated/<slot>") whose verdict
+    is an effect with an estimate above 1 (a slowdown, not a speed-up)."""
     evidence, judged = [], False
     for answer, name in SLOWDOWN_ANSWERS.items():
-        for slot in SLOT_NAMES:
-            row = est.get(key, answer, slot)
-            if row is None:
-                continue
+        subjects = [s for s in est.subjects(key, answer) if s.startswith(f"{COLOCATED}/")]
+        for subject in sorted(subjects):
+            row = est.get(key, answer, subject)
+            slot = subject.partition("/")[2]
             judged |= row["verdict_kind"] in ("effect", "equivalent", "inconclusive")
             if row["verdict_kind"] == "effect" and number(row["estimate"]) > 1:
                 evidence.append(f"{slot} {name} {row['verdict']}")
@@ -199,21 +204,24 @@ def _regime_text(found: dict[str, Any] | None) -> str:
     return f"overhead-bound (MBU {mbu}, MFU {mfu} of the measured peaks)"
 
 
-def _effect_text(est: Estimates, key: Key) -> str:
-    growth = est.interval(key, "growth", "all")[0]
-    if est.n(key, "growth", "all") <= 0 or not math.isfinite(growth):
-        return "co-location effect unknown (no growth answer in answers.csv)"
+def _effect_text(est: Estimates, key: Key, k: int) -> str:
+    growth = est.interval(key, "growth_per_model", COLOCATED)[0]
+    if est.n(key, "growth_per_model", COLOCATED) <= 0 or not math.isfinite(growth):
+        return "co-location effect unknown (no growth_per_model answer in answers.csv)"
+    each = " per added model" if k > 2 else ""
     if growth >= 0:
-        return f"co-location adds {est.figure(key, 'growth', 'all', 'growth')} total throughput"
-    fall = est.figure(key, "growth", "all", "pct", negated=True)
-    return f"co-location lowers total throughput by {fall}"
+        added = est.figure(key, "growth_per_model", COLOCATED, "growth")
+        return f"co-location adds {added} total throughput{each}"
+    fall = est.figure(key, "growth_per_model", COLOCATED, "pct", negated=True)
+    return f"co-location lowers total throughput by {fall}{each}"
 
 
 def _reason_text(
-    runs: pd.DataFrame, calibration: pd.DataFrame, est: Estimates, key: Key
+    runs: pd.DataFrame, calibration: pd.DataFrame, est: Estimates, key: Key, k: int
 ) -> tuple[str, bool]:
-    """(the reason, whether an input is missing)."""
+    """(the reason, whether an input is missing); ``k``: how many models co-located."""
     pair, _ = pair_bandwidth(runs, key)
+    who = "the pair" if k == 2 else "the group"
     if not math.isfinite(pair):
         return "no valid co-located run with a decode bandwidth to compare with the ceiling", True
     ceiling = contended_total(calibration, key[1])
@@ -223,16 +231,16 @@ def _reason_text(
             if calibration.empty
             else f"no contended total for {PRECISION_DTYPES.get(key[1], key[1])} in calibration.csv"
         )
-        return f"{where}: the pair's {fmt_gbs(pair)} GB/s has no ceiling to compare with", True
+        return f"{where}: {who}'s {fmt_gbs(pair)} GB/s has no ceiling to compare with", True
     share = fmt_pct(pair / ceiling)
     if pair / ceiling >= WALL_FRACTION:
         wall = "memory bandwidth is the wall"
-        return f"the pair reaches {share} of the contended copy bandwidth: {wall}", False
+        return f"{who} reaches {share} of the contended copy bandwidth: {wall}", False
     evidence, judged = interference(est, key)
     if evidence:
-        below = f"interference well below the bandwidth ceiling (pair at {share})"
+        below = f"interference well below the bandwidth ceiling ({who[4:]} at {share})"
         return f"{below}: not bandwidth alone — {'; '.join(evidence)}", False
-    text = f"the pair uses {share} of the contended bandwidth: room left"
+    text = f"{who} uses {share} of the contended bandwidth: room left"
     return (text if judged else f"{text} (interference not judged: no slowdown verdict)"), False
 
 
@@ -241,9 +249,10 @@ def wall_sentence(
 ) -> dict[str, Any]:
     """``key``'s sentence (rules: the module docstring): {"text", "missing"}; ``missing``
     where some input was missing and the sentence says which."""
+    k = len(members(COLOCATED, slot_names(runs)))
     found = alone_regime(runs, key)
-    effect = _effect_text(est, key)
-    reason, missing = _reason_text(runs, calibration, est, key)
+    effect = _effect_text(est, key, k)
+    reason, missing = _reason_text(runs, calibration, est, key, k)
     text = f"{'/'.join(key)}: {_regime_text(found)}; {effect}; {reason}."
     return {"text": text, "missing": missing or found is None or "unknown" in effect}
 
@@ -334,6 +343,7 @@ def wall_section(
     if not (contended or has_roofline(runs)):
         return None
     found, conf, pair, roof = sweeps(keys, contention, curve, fits), est.confidence_text, None, None
+    colors = slot_colors(slot_names(runs))
     with figure_style():
         parts = []
         for sweep in found:
@@ -346,7 +356,7 @@ def wall_section(
                 "one solid, the others dashed."
             )
             figure = embedded_figure(
-                title, caption, lambda s=sweep: curve_figure(s, curve, contention, fits)
+                title, caption, lambda s=sweep: curve_figure(s, curve, contention, fits, colors)
             )
             parts.append({"title": title, "figure": figure, "fit": fit_table(fits, sweep)})
         ceilings = {s: _ceilings(s, runs, calibration, contention) for s in found}

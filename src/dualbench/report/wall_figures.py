@@ -36,15 +36,12 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from dualbench.analysis.contention_fit import curve  # noqa: E402
-from dualbench.config.vocabulary import COLOCATED, SLOT_NAMES  # noqa: E402
-from dualbench.report.figures import SLOT_COLORS  # noqa: E402
+from dualbench.report.figures import LABEL_PT, TICK_PT, readable  # noqa: E402
 from dualbench.report.format import DASH, fmt_fixed, number  # noqa: E402
+from dualbench.report.layouts import is_group_layout
 
 GB = 1e9
 Sweep = tuple[str, str, str]  # (scenario, precision, victim)
-# Smallest font, in points, of any text a reader must read at the report's display size.
-TICK_PT = 10
-LABEL_PT = 11
 FAINT = {"alpha": 0.3, "s": 14, "linewidths": 0}
 WHISKER = {"ecolor": "#333333", "elinewidth": 1.0, "capsize": 3}
 PHASE_MARKERS = {"decode": "o", "prefill": "^"}
@@ -128,7 +125,8 @@ def has_roofline(runs: pd.DataFrame) -> bool:
 
 def sweeps(keys: list[tuple[str, str]], *tables: pd.DataFrame) -> list[Sweep]:
     """Every (scenario, precision, victim) of the contention tables: in the order of ``keys``
-    (the runs'), then victims in slot order; a sweep of no known key comes last."""
+    (the runs'), then victims in model (sorted name) order; a sweep of no known key comes
+    last."""
     found = list(
         dict.fromkeys(
             (r["scenario"], r["precision"], r["victim"])
@@ -137,17 +135,7 @@ def sweeps(keys: list[tuple[str, str]], *tables: pd.DataFrame) -> list[Sweep]:
         )
     )
     rank = {key: i for i, key in enumerate(keys)}
-    slot = {s: i for i, s in enumerate(SLOT_NAMES)}
-    return sorted(
-        found, key=lambda s: (rank.get(s[:2], len(rank)), slot.get(s[2], len(slot)), s[2])
-    )
-
-
-def _readable(ax: plt.Axes) -> None:
-    """Tick labels and axis labels at least TICK_PT points, minor ticks included (log axes)."""
-    ax.tick_params(which="both", labelsize=TICK_PT)
-    ax.xaxis.label.set_size(LABEL_PT)
-    ax.yaxis.label.set_size(LABEL_PT)
+    return sorted(found, key=lambda s: (rank.get(s[:2], len(rank)), s[2]))
 
 
 def _sweep_rows(table: pd.DataFrame, sweep: Sweep) -> pd.DataFrame:
@@ -206,16 +194,22 @@ def fit_title(fits: pd.DataFrame) -> str:
 
 
 def curve_figure(
-    sweep: Sweep, curve: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame
+    sweep: Sweep,
+    curve: pd.DataFrame,
+    points: pd.DataFrame,
+    fits: pd.DataFrame,
+    colors: Mapping[str, Any] | None = None,
 ) -> plt.Figure | str:
-    """Victim bandwidth (left) and TPOT (right) against the neighbour's offered rate."""
+    """Victim bandwidth (left) and TPOT (right) against the neighbour's offered rate;
+    ``colors``: each model's colour (figures.slot_colors of the data's models), the victim's
+    drawing its points."""
     curve, points, fits = (_sweep_rows(t, sweep) for t in (curve, points, fits))
     bw = _metric(curve, "victim_bw_bytes_s")
     tpot = _metric(curve, "victim_tpot_ms")
     if bw.empty and tpot.empty:
         return "No curve points for this sweep in contention_curve.csv."
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.0, 4.2))
-    color = SLOT_COLORS.get(sweep[2], "#1f77b4")
+    color = (colors or {}).get(sweep[2], "#1f77b4")
     valid = points[points["valid"]]
     for ax, metric, scale in ((ax1, "victim_bw_bytes_s", GB), (ax2, "victim_tpot_ms", 1.0)):
         ax.scatter(valid["offered_rps"], valid[metric] / scale, color=color, **FAINT)
@@ -239,7 +233,7 @@ def curve_figure(
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         _capacity_axis(ax, curve)
-        _readable(ax)
+        readable(ax)
     ax1.legend(fontsize=TICK_PT, frameon=False, loc="lower left")
     scenario, precision, victim = sweep
     neighbour = next((n for n in curve["neighbour"] if n), "")
@@ -294,7 +288,7 @@ def pair_figure(
         ax.set_title("/".join(sweep[:2]) + f", victim {sweep[2]}", fontsize=LABEL_PT)
         ax.set_xlabel("neighbour offered rate (req/s)")
         ax.set_ylabel("pair total bandwidth (GB/s)")
-        _readable(ax)
+        readable(ax)
     fig.tight_layout()
     return fig
 
@@ -310,7 +304,7 @@ def roofline_points(runs: pd.DataFrame) -> pd.DataFrame:
             if x > 0 and y > 0 and _finite(x, y):
                 rows.append({"scenario": r["scenario"], "layout": r["layout"], "slot": r["slot"],
                              "phase": phase, "intensity": x, "flop_s": y,
-                             "alone": r["layout"] != COLOCATED})  # fmt: skip
+                             "alone": not is_group_layout(r["layout"])})  # fmt: skip
     return pd.DataFrame(rows, columns=["scenario", "layout", "slot", "phase", "intensity",
                                        "flop_s", "alone"])  # fmt: skip
 
@@ -355,7 +349,7 @@ def roofline_figure(
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("achieved FLOP/s")
-    _readable(ax)
+    readable(ax)
     ax.legend(handles=handles, fontsize=TICK_PT, frameon=False, loc="upper left",
               bbox_to_anchor=(1.01, 1.0))  # fmt: skip
     fig.tight_layout()
