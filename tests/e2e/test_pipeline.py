@@ -187,7 +187,7 @@ def test_the_sweep_runs_the_victim_beside_the_neighbours_rising_rate(pipeline):
         points = sorted(p.parent.name for p in (sweeps / precision / "r1").glob("*/run.json"))
         assert points == ["f0", "f0.5", "f1"]
         loaded = json.loads((sweeps / precision / "r1/f1/run.json").read_text())
-        assert loaded["status"] == "ok" and loaded["spec"]["layout"] == "colocated"
+        assert loaded["status"] == "ok" and loaded["spec"]["layout"] == "colocated:A+B"
         b = loaded["slots"]["B"]
         assert (
             b["result"]["schedule"] == "open"

@@ -235,10 +235,11 @@ def test_adding_a_third_model_runs_its_model_and_what_it_joins(edit):
 
 
 def test_changing_the_schedule_reruns_only_the_blocks(edit):
-    """colocated -> lockstep: the blocks' co-located runs change; models, calibrations and
-    sweeps (which drive their pair free-running) do not."""
+    """colocated -> lockstep: the blocks' co-located runs change, so each block is measured
+    again, and with it the neighbour's solo capacity the sweep reads from the block (as for
+    every edit that reruns a block); models and calibrations do not rerun."""
     cfg = tiny_config()
     cfg["layouts"] = ["alone_A", "alone_B", "lockstep"]
-    assert edit(cfg) == blocks("short") | blocks("mixed") | AGG_REPORT
+    assert edit(cfg) == blocks("short") | blocks("mixed") | sweeps() | AGG_REPORT
     cfg["layouts"] = ["alone_A", "alone_B", "colocated", "single_thread_streams"]
-    assert edit(cfg) == blocks("short") | blocks("mixed") | AGG_REPORT
+    assert edit(cfg) == blocks("short") | blocks("mixed") | sweeps() | AGG_REPORT

@@ -36,10 +36,12 @@ def _series(rows: list[dict]) -> dict[tuple[str, str], list[tuple[int, float]]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def _cpu_series(rows: list[dict], device: str) -> list[tuple[int, float]]:
+def _cpu_series(rows: list[dict], device: str, slot: str) -> list[tuple[int, float]]:
+    # By slot as well as device: slots that share a core set (more models than cores) share
+    # its label, and each worker's CPU clock is a counter of its own.
     by_source = defaultdict(list)
     for row in rows:
-        if row["device"] == device and row["metric"] == "cpu_time_s":
+        if row["device"] == device and row["slots"] == slot and row["metric"] == "cpu_time_s":
             by_source[row["source"]].append((row["t_ns"], row["value"]))
     best = by_source.get(WORKER_CPU_SOURCE) or next(iter(by_source.values()), [])
     return sorted(best)
@@ -148,7 +150,7 @@ def reduce_run_telemetry(
         cores = process_cores(record, name)
         # The worker's own CPU clock (read at release and after each call) is exact at the
         # window's end; the parent's samples (10 ms ticks) only where the worker has none.
-        cpu = _cpu_series(rows, slot["device"])
+        cpu = _cpu_series(rows, slot["device"], name)
         if cpu and cores and window_s > 0:
             delta = counter_delta(cpu, start, end)
             if delta is not None:
