@@ -238,6 +238,12 @@ def test_a_real_single_thread_run_serves_two_models_one_after_the_other(tiny_mod
     worker_spec = json.loads((work / "worker-A+B.json").read_text())
     assert [m["slot"]["name"] for m in worker_spec["members"]] == ["A", "B"]
     assert {p.name for p in work.glob("result-*.json")} == {"result-A.json", "result-B.json"}
+    # The duration counts inside the window the analysis reads (a round shorter than the
+    # release-to-stop span), so the run is never too short for validity.
+    from dualbench.analysis.metrics import co_window
+
+    start, end = co_window(results)
+    assert end - start >= spec["duration_s"] * 1e9
 
 
 def test_a_single_thread_slot_is_utilised_over_its_process_cores():

@@ -9,6 +9,13 @@ process uses. ``stop`` is checked between rounds, so every slot makes the same n
 calls and stops at the same time. Each slot keeps its own result (``ScheduleResult``, closed
 loop): its calls, its criteria (MET with the slot's name once it has met them), its progress.
 
+The duration counts inside the co-located window as the analysis reads it (latest first
+submit to earliest last token, dualbench.analysis.metrics.co_window): with serial calls that
+window opens at the last slot's first submit and closes at the first slot's last token, a
+round shorter than release to stop, so the deadline is set from the window's opening and a
+slot's criteria are judged at the window's current end. Otherwise every single-thread run would
+fall short of duration_s by about one round and be invalid.
+
 The process's CPU clock is shared by its slots: each slot's ``cpu_times`` counts the process
 CPU seconds spent during its own calls, which, the calls being serial, are that slot's.
 """
@@ -34,7 +41,7 @@ def single_thread_rounds(
     ``criteria[slot]`` is the slot's (batch_size, min_requests). Returns each slot's result."""
     channel.wait_go()
     release_ns = time.perf_counter_ns()
-    deadline_ns = release_ns + int(duration_s * 1e9)
+    deadline_ns = window_start_ns = None
     calls: dict[str, list[dict]] = {name: [] for name in generates}
     met_ns: dict[str, int | None] = dict.fromkeys(generates)
     cpu_s = dict.fromkeys(generates, 0.0)
@@ -48,10 +55,15 @@ def single_thread_rounds(
         synchronize_all()
         now = time.perf_counter_ns()
         elapsed_s = (now - release_ns) / 1e9
+        if window_start_ns is None:
+            window_start_ns = max(c[0]["submit_ns"] for c in calls.values())
+            deadline_ns = window_start_ns + int(duration_s * 1e9)
+        window_end_ns = min(c[-1]["token_ns"][-1] for c in calls.values())
         for name in generates:
             batch, min_requests = criteria[name]
             n = len(calls[name])
-            if met_ns[name] is None and criteria_met(n, batch, min_requests, now, deadline_ns):
+            met = criteria_met(n, batch, min_requests, window_end_ns, deadline_ns)
+            if met_ns[name] is None and met:
                 met_ns[name] = now
                 channel.send(Event.MET, slot=name)
             channel.send(
