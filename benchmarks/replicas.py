@@ -3,6 +3,7 @@ against free-running co-location, and the origin note's single-thread code, with
 
     python benchmarks/replicas.py                     # three tiny models, 3 blocks
     python benchmarks/replicas.py --default           # the default config (A, B), 3 blocks
+    python benchmarks/replicas.py --default --scenarios short long --repeats 3
     python benchmarks/replicas.py --repeats 5 --keep
 
 Without --default: three synthetic tiny models (A, B, C) on the CPU with auto slots, so on a
@@ -53,9 +54,11 @@ def three_tiny(repeats: int) -> dict:
     }
 
 
-def the_default(repeats: int) -> dict:
+def the_default(repeats: int, scenarios: list[str] | None) -> dict:
     cfg = default_config()
     cfg["repeats"] = repeats
+    if scenarios:
+        cfg["scenarios"] = {name: cfg["scenarios"][name] for name in scenarios}
     for scenario in cfg["scenarios"].values():
         scenario.pop("sweep", None)
     return cfg
@@ -84,9 +87,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--default", action="store_true", help="the default config, not 3 tiny")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scenarios", nargs="+", help="with --default: only these scenarios")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
-    cfg = the_default(args.repeats) if args.default else three_tiny(args.repeats)
+    cfg = the_default(args.repeats, args.scenarios) if args.default else three_tiny(args.repeats)
     work, seconds = run_pipeline(cfg, "dualbench-replicas-")
     metrics = work / "results/metrics"
     print(f"snakemake report: {seconds:.0f} s ({work})")

@@ -169,12 +169,12 @@ def pay_sentence(key: Key, layout: str, est: Estimates, names: list[str]) -> dic
     outcome = _paid(est, key, layout)
     if outcome is None:
         text = (
-            f"{name}: no comparison with free co-location ({free} did not run validly in the "
-            "same blocks)."
+            f"{name}: no comparison with free co-location (no block holds a valid run of both "
+            f"this layout and {free}: see the failed and invalid runs)."
         )
         return {"parts": [(text, "")], "text": text, "warn": True, "outcome": None}
-    what = "alternation" if lockstep else "serialising the generate calls in one thread"
-    cost = "its hand-off" if lockstep else "its serialisation"
+    what = "alternation" if lockstep else "driving the models from one thread"
+    cost = "its hand-off" if lockstep else "giving up one process per model"
     claim = {
         "paid": f"{what} paid for {cost} on this machine",
         "cost": f"{what} did not pay for {cost} on this machine",
