@@ -234,6 +234,17 @@ def test_npu_auto_slots(fake_npu, count, expected):
     assert slots["A"].kind == slots["B"].kind == "npu"
 
 
+@pytest.mark.parametrize(
+    ("count", "expected"), [(1, (0, 0, 0, 0)), (2, (0, 1, 0, 1)), (8, (0, 1, 2, 3))]
+)
+def test_npu_auto_slots_of_four_models(fake_npu, count, expected):
+    """N models: one NPU each while there are enough, then they share in turn."""
+    fake_npu(count=count)
+    backend, slots = resolve("npu", "auto", ("A", "B", "C", "D"))
+    assert tuple(slots[n].index for n in "ABCD") == expected
+    assert {name: s.name for name, s in slots.items()} == {n: n for n in "ABCD"}
+
+
 @pytest.mark.parametrize(("count", "expected"), [(1, (0, 0)), (2, (0, 1))])
 def test_cuda_auto_slots(monkeypatch, count, expected):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
