@@ -110,8 +110,11 @@ DEFINITIONS = [
         "Single-thread layout",
         "single_thread_streams[:…]: the origin note's own test code: every model in one "
         "process, their generate calls made one after the other from one thread, each under "
-        "its own device stream on NPU/CUDA. Each model still has its own row (slot), window "
-        "and figures, as when co-located.",
+        "its own device stream on NPU/CUDA. The process is pinned to all of its slots' "
+        "devices (on CPU: the union of their cores, with that many threads, so each call may "
+        "use every core of the group). Each model still has its own row (slot), window "
+        "and figures, as when co-located; the window's duration counts from the last slot's "
+        "first submit.",
     ),
     (
         "V1, V_total",
