@@ -321,3 +321,19 @@ def test_cuda_without_nvidia_ml_py_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     sources, missing = tsources.sources_for("cuda", {"A": Slot("A", "cuda", 0)})
     assert sources == [] and "pip install 'dualbench[cuda]'" in missing["cuda:0"]
+
+
+def test_the_idle_baseline_is_waited_for_only_where_energy_is_measured(tmp_path):
+    """The idle draw serves the net energy alone: CPU time sources give none, so a run
+    without a power or energy source starts its workers at once."""
+    from dualbench.measure.runner import idle_baseline_s
+    from dualbench.telemetry.sources import ProcessCpuSource, RaplSource
+
+    settings = {"idle_s": 2}
+    cpu = [ProcessCpuSource("cpu:0", "A"), ProcessCpuSource("cpu:1", "B")]
+    assert idle_baseline_s(cpu, settings) == 0.0
+    assert idle_baseline_s([], settings) == 0.0
+    domain = tmp_path / "intel-rapl:0"
+    domain.mkdir()
+    (domain / "max_energy_range_uj").write_text("262143328850\n")
+    assert idle_baseline_s([*cpu, RaplSource([domain], ("A", "B"))], settings) == 2

@@ -100,9 +100,7 @@ def run(
     try:
         sampler.start()
         idle_start_ns = time.perf_counter_ns()
-        if sources:
-            # The idle baseline: the devices as they are before any worker exists.
-            time.sleep(settings["idle_s"])
+        time.sleep(idle_baseline_s(sources, settings))
         idle_end_ns = time.perf_counter_ns()
         launch_workers(spec, backend, slots, model_dirs, work_dir, settings, events, workers)
         for worker in workers.values():
@@ -160,6 +158,13 @@ def run(
         "samples": len(sampler.rows) + len(in_worker_rows),
     }
     return record
+
+
+def idle_baseline_s(sources: list, settings: dict) -> float:
+    """Seconds to sample the devices before any worker exists: their idle draw, which the
+    net energy subtracts. Without a power or energy source there is nothing to subtract it
+    from, and the wait would only lengthen every run (as on a CPU without readable RAPL)."""
+    return settings["idle_s"] if any(s.measures_energy for s in sources) else 0.0
 
 
 def dtype_warnings(kind: str, precision: str, slots: dict) -> list[str]:

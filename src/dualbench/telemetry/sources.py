@@ -23,6 +23,9 @@ class Source:
     """One thing to sample. ``read`` returns [(metric, value)] or raises."""
 
     name = ""
+    # Whether it reads power or energy: only then does a run wait telemetry.idle_s before its
+    # workers start, since the idle baseline serves the net energy alone.
+    measures_energy = False
 
     def __init__(self, device: str, slots: tuple[str, ...]):
         self.device = device
@@ -76,6 +79,7 @@ class RaplSource(Source):
     """Package energy counters (µJ) of every CPU socket; wrap range from max_energy_range_uj."""
 
     name = "RAPL energy_uj"
+    measures_energy = True
 
     def __init__(self, domains: list[Path], slots: tuple[str, ...]):
         super().__init__("cpu package", slots)
@@ -97,6 +101,7 @@ class NpuSmiSource(Source):
     Chip ID, mapped from the runtime's logic id with ``npu-smi info -m``)."""
 
     name = "npu-smi"
+    measures_energy = True
 
     def __init__(self, logic_id: int, slots: tuple[str, ...]):
         from dualbench.telemetry import npusmi
@@ -126,6 +131,7 @@ class NvmlSource(Source):
     CUDA_DEVICE_ORDER=PCI_BUS_ID, NVML's own order."""
 
     name = "NVML"
+    measures_energy = True
 
     def __init__(self, index: int, slots: tuple[str, ...]):
         import pynvml
