@@ -15,8 +15,16 @@ configfile: "config/config.yaml"
 
 
 # Checked against this machine (devices, cores; device: auto and precision native16 resolved)
-# only where the jobs run here: a cluster's login node is not the machine that measures.
-MACHINE = Machine() if workflow.local_exec and not workflow.remote_exec else None
+# only where the jobs run here: a cluster's login node is not the machine that measures. The
+# Snakefile is read before Snakemake picks the executor (workflow.local_exec is still True
+# then), but a cluster executor needs --jobs (the profiles set `jobs:`), which a local run
+# folds into --cores: a job count means the jobs are submitted elsewhere.
+JOBS_RUN_HERE = (
+    workflow.local_exec
+    and not workflow.remote_exec
+    and workflow.resource_settings.nodes is None
+)
+MACHINE = Machine() if JOBS_RUN_HERE else None
 try:
     # Snakemake's YAML loader keeps the last of a duplicated key: read each file again.
     for path in workflow.configfiles:

@@ -82,8 +82,9 @@ def test_validate_fills_schema_defaults():
             }
         },
         "calibration": {"repeats": 10, "copy_mib": "auto", "matmul_n": "auto"},
-        "run": {"timeout_s": 1800},
+        "run": {"timeout_s": 1800, "exclusivity": "fail", "busy_cpu_fraction": 0.5},
         "telemetry": {"enabled": True, "interval_s": 0.2, "idle_s": 2},
+        "cluster": {"npu_gres": "npu"},
         "report": {"title": "dualbench: two Llama 3.2 models side by side"},
         "repeats": 1,
         "analysis": {"confidence": 0.95, "equivalence_margin": 0.03, "drift_tolerance": 0.1},
@@ -732,3 +733,49 @@ def test_a_block_spec_holds_its_runs_in_its_order():
     # Another block count leaves this block's spec, its cache key, as it was.
     other = config.validate({**base(), "repeats": 5})
     assert config.block_params(other, "s", "bf16", 2) == config.block_params(cfg, "s", "bf16", 2)
+
+
+# --- run.exclusivity: read by the measuring jobs, outside every cache key ----------------------
+
+
+def test_the_exclusivity_policy_has_defaults_and_reads_yaml_off_as_off():
+    assert config.exclusivity_policy({}) == {"mode": "fail", "busy_cpu_fraction": 0.5}
+    # YAML 1.1 reads a bare off as false: it means off, in the config and for the jobs.
+    raw = {**base(), **yaml.safe_load("run:\n  exclusivity: off\n  busy_cpu_fraction: 0.8\n")}
+    assert raw["run"]["exclusivity"] is False
+    assert config.validate(raw)["run"]["exclusivity"] == "off"
+    assert config.exclusivity_policy(raw) == {"mode": "off", "busy_cpu_fraction": 0.8}
+
+
+@pytest.mark.parametrize(
+    ("run", "line"),
+    [
+        ({"exclusivity": "strict"}, "run.exclusivity: 'strict' is not a policy; use fail, warn"),
+        ({"exclusivity": True}, "run.exclusivity: True is not a policy; use fail, warn or off"),
+        ({"busy_cpu_fraction": 0}, "run.busy_cpu_fraction: 0 is less than or equal to"),
+        ({"busy_cpu_fraction": 1.5}, "run.busy_cpu_fraction: 1.5 is greater than the maximum"),
+        ({"busy_cpu_fraction": float("nan")}, "run.busy_cpu_fraction: nan is not a finite"),
+    ],
+)
+def test_exclusivity_mistakes_are_one_line_for_snakemake_and_for_the_jobs(run, line):
+    raw = {**base(), "run": run}
+    for read in (config.validate, config.exclusivity_policy):
+        with pytest.raises(ConfigError) as info:
+            read(raw)
+        assert str(info.value).startswith(line) and "\n" not in str(info.value)
+
+
+def test_the_exclusivity_policy_is_in_no_cache_key(raw):
+    """It decides whether a busy job measures, not what a run measures: editing it reruns no
+    block, sweep or calibration (the jobs read it from Snakemake's config, not their params)."""
+
+    def keys(cfg: dict) -> dict:
+        return {
+            **all_params(cfg),
+            "blocks": [config.block_params(cfg, s, "bf16", 1) for s in ("short", "long")],
+            "calibration": config.calibration_params(cfg, "A", "bfloat16"),
+        }
+
+    before = keys(config.validate(raw))
+    assert keys(edited(raw, "run", {"exclusivity": "warn", "busy_cpu_fraction": 0.9})) == before
+    assert keys(edited(raw, "run", {"exclusivity": False})) == before

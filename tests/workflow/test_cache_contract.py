@@ -155,6 +155,21 @@ def test_int4_kernel_reruns_only_the_int4_runs(edit):
     assert edit(cfg) == expected | AGG_REPORT
 
 
+def test_the_exclusivity_policy_reruns_nothing(edit):
+    # The measuring jobs read it from Snakemake's config, outside their params: it decides
+    # whether a busy job measures, not what a run measures.
+    cfg = tiny_config()
+    cfg["run"].update(exclusivity="warn", busy_cpu_fraction=0.9)
+    assert edit(cfg) == set()
+
+
+def test_the_clusters_gres_name_reruns_nothing(edit):
+    # Read only into the measuring rules' resources, which are no rerun trigger.
+    cfg = tiny_config()
+    cfg["cluster"] = {"npu_gres": "ascend:910b"}
+    assert edit(cfg) == set()
+
+
 def test_a_key_no_rule_reads_reruns_nothing(edit):
     cfg = tiny_config()
     cfg["notes"] = "rerun nothing, please"

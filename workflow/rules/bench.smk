@@ -9,6 +9,8 @@ rule block:
         workers=directory("logs/block/{scenario}/{precision}/r{repeat}.workers"),
     # A run owns the whole machine: nothing may share its cores while it measures.
     threads: workflow.cores
+    resources:
+        **DEVICE_RESOURCES,
     params:
         spec=lambda w: dbconfig.block_params(
             CFG, w.scenario, w.precision, int(w.repeat)
@@ -25,6 +27,8 @@ rule calibrate:
         probes=directory("logs/calibrate/{slot}/{dtype}.probes"),
     # It measures the whole machine's memory bandwidth: nothing may run beside it.
     threads: workflow.cores
+    resources:
+        **DEVICE_RESOURCES,
     params:
         spec=lambda w: dbconfig.calibration_params(CFG, w.slot, w.dtype),
     script:
@@ -41,6 +45,8 @@ rule sweep:
         workers=directory("logs/sweep/{scenario}/{precision}/r{repeat}.workers"),
     # A run owns the whole machine, as in a block.
     threads: workflow.cores
+    resources:
+        **DEVICE_RESOURCES,
     params:
         spec=lambda w: dbconfig.sweep_params(
             CFG, w.scenario, w.precision, int(w.repeat)

@@ -6,7 +6,7 @@ from dualbench.config.vocabulary import PRECISION_DTYPES, model_names
 from dualbench.measure.lifetime import forward_interrupts_to_jobs
 
 # Ctrl-C or `kill -INT` of Snakemake stops running jobs now, not after their window.
-if workflow.local_exec and not workflow.remote_exec:
+if JOBS_RUN_HERE:
     forward_interrupts_to_jobs()
 
 # The config's models, sorted: each runs in the slot of its name.
@@ -35,6 +35,9 @@ BLOCK_OUTPUTS = {
 # scenario's fractions, which an output list cannot: Snakemake's outputs are per rule).
 SWEEP_DIR = "results/sweeps/{scenario}/{precision}/r{repeat}"
 CALIBRATION = "results/calibration/{slot}/{dtype}.json"
+# What a measuring job (block, sweep, calibrate) asks a cluster for: its slots' accelerators as
+# the resources the Slurm executor turns into --gres / --gpus (dualbench.config.cluster).
+DEVICE_RESOURCES = dbconfig.scheduler_resources(CFG)
 
 
 wildcard_constraints:

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from dualbench.analysis.contention import solo_capacity
+from dualbench.config import exclusivity_policy
 from dualbench.errors import user_errors_exit
 from dualbench.job_log import tee_stderr
 from dualbench.measure.lifetime import exit_on_signals
@@ -16,4 +17,6 @@ out_dir = Path(snakemake.output[0])
 out_paths = {point: out_dir / point / "run.json" for point in spec["order"]}
 models = {slot: snakemake.input[slot] for slot in (spec["victim"], spec["neighbour"])}
 with tee_stderr(snakemake.log.sweep), user_errors_exit(), exit_on_signals():
-    run_sweep(spec, capacity, note, models, out_paths, snakemake.log.workers)
+    # Read from the config, not the params: editing run.exclusivity must rerun no sweep.
+    policy = exclusivity_policy(snakemake.config)
+    run_sweep(spec, capacity, note, models, out_paths, snakemake.log.workers, policy)

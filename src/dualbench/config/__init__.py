@@ -7,12 +7,14 @@ canonical slice of it that each rule reads (DESIGN §4).
 - ``validation``: schema, defaults, the rules the schema cannot express;
 - ``machine_fit``: the config against this machine (devices, cores, ``native16``);
 - ``blocks``: the order in which a repeat block runs its layouts;
+- ``cluster``: what a measuring job asks a cluster scheduler for (devices as resources);
 - ``params``: what each rule reads, as canonical JSON (the cache keys).
 
 The names below are the package's public face, used by the Snakefile and the CLI. Importing
 it stays cheap (no torch, no transformers): the Snakefile imports it on every invocation.
 """
 
+from dualbench.config.cluster import scheduler_resources
 from dualbench.config.params import (
     aggregate_params,
     block_params,
@@ -32,7 +34,7 @@ from dualbench.config.params import (
     sweep_point,
     sweep_spec,
 )
-from dualbench.config.validation import load, schema, validate
+from dualbench.config.validation import exclusivity_policy, load, schema, validate
 from dualbench.config.vocabulary import alone_layout, layout_slots, model_names
 from dualbench.config.yaml_file import read_yaml
 from dualbench.errors import ConfigError
@@ -48,6 +50,7 @@ __all__ = [
     "calibration_spec",
     "canonical",
     "convert_params",
+    "exclusivity_policy",
     "layout_slots",
     "load",
     "model_names",
@@ -57,6 +60,7 @@ __all__ = [
     "run_params",
     "run_spec",
     "schema",
+    "scheduler_resources",
     "slot_devices",
     "slot_settings",
     "sweep_params",

@@ -79,6 +79,8 @@ def _one_line(error: jsonschema.ValidationError) -> str:
             "[npu:0, npu:1], [cuda:0, cuda:0] or [cpu:0-3, cpu:4-7], or a mapping such as "
             "{A: npu:0, B: {device: npu:0, core_limit: {cube: 12, vector: 24}}}"
         )
+    if key == "run.exclusivity":
+        return f"run.exclusivity: {error.instance!r} is not a policy; use fail, warn or off"
     if error.validator == "pattern" and key.endswith("source"):
         return (
             f"{key}: {error.instance!r} is not a model source; use synthetic:<preset>, "
@@ -109,9 +111,36 @@ def validate(raw: dict, machine=None) -> dict:
     # validator as it descends; run it once more so nested defaults of defaults settle.
     validator.validate(cfg)
     _check_semantics(cfg)
+    cfg["run"]["exclusivity"] = _exclusivity_mode(cfg["run"]["exclusivity"])
     cfg["resolved"] = resolve_on(machine, cfg) if machine is not None else unresolved(cfg)
     cfg["precisions"] = cfg["resolved"]["precisions"]
     return cfg
+
+
+def _exclusivity_mode(value: str | bool) -> str:
+    # YAML 1.1 (PyYAML, Snakemake's loader) reads a bare `off` as false.
+    return "off" if value is False else value
+
+
+def exclusivity_policy(raw: dict | None) -> dict:
+    """What a measuring job's start-up check reads: ``{"mode": run.exclusivity,
+    "busy_cpu_fraction": run.busy_cpu_fraction}`` of the config ``raw``, defaults filled in.
+
+    The jobs read these from Snakemake's config, not from their params: the policy changes
+    what a job does when its slots are busy, not what a run measures, so editing it must
+    rerun nothing (params are cache keys). Only the ``run`` section is validated here; the
+    Snakefile validated the whole config before the job was scheduled."""
+    section = copy.deepcopy({"run": (raw or {}).get("run") or {}})
+    _check_finite(section, "")
+    run_schema = {"type": "object", "properties": {"run": schema()["properties"]["run"]}}
+    errors = list(_validator_with_defaults()(run_schema).iter_errors(section))
+    if errors:
+        raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors)))
+    run = section["run"]
+    return {
+        "mode": _exclusivity_mode(run["exclusivity"]),
+        "busy_cpu_fraction": run["busy_cpu_fraction"],
+    }
 
 
 def _check_finite(value: Any, key: str) -> None:

@@ -14,6 +14,8 @@ a barrier and stopped together, whatever happens written as one run record.
 - ``engine``: one timed generate call (a host timestamp per delivered token) and model loading;
 - ``protocol``: both ends of the runner <-> worker messages;
 - ``lifetime``: stop signals end a run at once; a worker dies with its runner;
+- ``exclusivity``: at a measuring job's start, whether a foreign process uses its slots,
+  and whether the job measures (``run.exclusivity``);
 - ``progress``: the run's progress lines on stderr.
 
 Measure never imports the analysis or the report: its product is the run record.

@@ -38,6 +38,7 @@ from dualbench.backends import resolve
 from dualbench.backends.base import parse_cores
 from dualbench.errors import DeviceError
 from dualbench.hardware import cpu_facts
+from dualbench.measure import exclusivity
 from dualbench.measure.lifetime import PARENT_PID_ENV
 from dualbench.measure.protocol import WORKER_EXITED, Command, Event, forward_events, send_command
 from dualbench.measure.runner import write_atomically
@@ -383,9 +384,12 @@ def calibrate(spec: dict, work_dir: Path) -> dict:
     }
 
 
-def calibrate_to_file(spec: dict, out_path: Path, work_dir: Path) -> dict:
+def calibrate_to_file(spec: dict, out_path: Path, work_dir: Path, policy=None) -> dict:
     """``calibrate`` with the record written to ``out_path`` whole or not at all: an existing
-    file means a finished calibration to Snakemake and to every reader."""
-    record = calibrate(spec, work_dir)
+    file means a finished calibration to Snakemake and to every reader. First, the exclusivity
+    check of every slot under ``policy`` (dualbench.measure.exclusivity; None: none): a busy
+    machine under ``fail`` is not calibrated and the job ends with one line."""
+    finding = exclusivity.check_calibration(spec, policy)
+    record = {**calibrate(spec, work_dir), "exclusivity": finding}
     write_atomically(Path(out_path), json.dumps(record, indent=1))
     return record

@@ -9,7 +9,8 @@ result per slot whatever the schedule.
 
 The runner is the parent: it never measures, it coordinates. Failures (a worker that crashes,
 runs out of memory or hangs) end in a record with ``status`` (ok | oom | error | timeout) and
-the message; the other worker is stopped; the pipeline goes on.
+the message; the other worker is stopped; the pipeline goes on. Every record carries its job's
+exclusivity finding (dualbench.measure.exclusivity: a busy job under ``fail`` never gets here).
 
 A stop from outside is different: SIGINT (Ctrl-C), SIGTERM or SIGHUP abandon the run
 (dualbench.measure.lifetime). The workers are killed at once, not after their request in
@@ -30,6 +31,7 @@ from pathlib import Path
 from dualbench.backends import resolve
 from dualbench.config.vocabulary import DEFAULT_MODELS
 from dualbench.hardware import cpu_facts, machine_state
+from dualbench.measure import exclusivity as excl
 from dualbench.measure.launch import WorkerProcess, exit_reason, kill_all, launch_workers
 from dualbench.measure.progress import RunLog
 from dualbench.measure.protocol import WORKER_EXITED, Command, Event
@@ -49,12 +51,15 @@ def run(
     work_dir: Path,
     telemetry_csv: Path | None = None,
     sources: list | None = None,
+    exclusivity: dict | None = None,
 ) -> dict:
     """Run ``spec`` (from config.run_spec) and return the run record.
 
     ``work_dir`` receives worker specs, results and logs; ``telemetry_csv`` (default
     work_dir/telemetry.csv) the samples of dualbench.telemetry. ``sources`` replaces the
     backend's telemetry sources (tests use it to sample a stand-in npu-smi beside CPU workers).
+    ``exclusivity``: the job's exclusivity finding, kept in the record (None: not checked, as
+    policy off).
     Whatever ends the call, no worker outlives it.
     """
     work_dir = Path(work_dir)
@@ -81,6 +86,7 @@ def run(
         # in the parent, taking device memory for the whole run).
         "backend": {"kind": backend.kind},
         "environment": environment(),
+        "exclusivity": exclusivity or excl.check("", {}, None),
         "slots": {},
     }
     events: queue.Queue = queue.Queue()
@@ -103,12 +109,7 @@ def run(
         time.sleep(idle_baseline_s(sources, settings))
         idle_end_ns = time.perf_counter_ns()
         launch_workers(spec, backend, slots, model_dirs, work_dir, settings, events, workers)
-        for worker in workers.values():
-            for source in sources:
-                # The parent's CPU clock of a process hosting several slots would count them
-                # all for each: there, the worker's own per-slot figures serve.
-                if isinstance(source, ProcessCpuSource) and source.slots == tuple(worker.slots):
-                    source.pid = worker.proc.pid
+        attach_cpu_sources(workers, sources)
         status, error = _coordinate(workers, events, deadline, RunLog(spec))
     except BaseException:
         # Interrupted, Ctrl-C of an in-process caller, or a bug: the workers go first, before
@@ -158,6 +159,16 @@ def run(
         "samples": len(sampler.rows) + len(in_worker_rows),
     }
     return record
+
+
+def attach_cpu_sources(workers: dict[str, WorkerProcess], sources: list) -> None:
+    """Point each worker's CPU-time source at its process, once the workers exist."""
+    for worker in workers.values():
+        for source in sources:
+            # The parent's CPU clock of a process hosting several slots would count them
+            # all for each: there, the worker's own per-slot figures serve.
+            if isinstance(source, ProcessCpuSource) and source.slots == tuple(worker.slots):
+                source.pid = worker.proc.pid
 
 
 def idle_baseline_s(sources: list, settings: dict) -> float:
@@ -235,14 +246,18 @@ def _coordinate(
     return "ok", ""
 
 
-def run_to_file(spec: dict, model_dirs: dict[str, str], out_path, work_dir=None) -> dict:
+def run_to_file(
+    spec: dict, model_dirs: dict[str, str], out_path, work_dir=None, exclusivity=None
+) -> dict:
     """``run`` with the record written to ``out_path``, whole or not at all: an existing
     run.json means a finished run to Snakemake and to every reader. The telemetry goes beside
     it; the workers' specs, logs and results to ``work_dir`` (the run rule's declared log
-    directory; by default ``workers/`` beside ``out_path``)."""
+    directory; by default ``workers/`` beside ``out_path``). ``exclusivity``: as in ``run``."""
     out_path = Path(out_path)
     work_dir = Path(work_dir) if work_dir is not None else out_path.parent / "workers"
-    record = run(spec, model_dirs, work_dir, out_path.parent / "telemetry.csv")
+    record = run(
+        spec, model_dirs, work_dir, out_path.parent / "telemetry.csv", exclusivity=exclusivity
+    )
     write_atomically(out_path, json.dumps(record))
     return record
 

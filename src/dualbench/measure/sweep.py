@@ -6,7 +6,9 @@ The neighbour's capacity is measured, not configured: its requests per second in
 of the same block (the sweep job reads it before it starts). Without a capacity (that run
 failed or was invalid) no rate can be set: the loaded points are then recorded as not run,
 with the reason, and the victim-alone point is still measured. As in a block, a failed run is
-recorded and the sweep goes on; a stop from outside ends it at once.
+recorded and the sweep goes on; a stop from outside ends it at once. As a block, a sweep first
+checks that no foreign process uses its slots (dualbench.measure.exclusivity): under
+``run.exclusivity: fail`` a busy sweep measures nothing and ends with one line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import copy
 import json
 from pathlib import Path
 
+from dualbench.measure import exclusivity
 from dualbench.measure.progress import block_line
 from dualbench.measure.runner import run_to_file, write_atomically
 
@@ -31,9 +34,11 @@ def loaded_spec(spec: dict, capacity_rps: float) -> dict:
     return spec
 
 
-def not_run_record(spec: dict, reason: str) -> dict:
-    """The record of a point that could not run: status error, no slots measured."""
-    return {"spec": spec, "status": "error", "error": reason, "slots": {}, "warnings": []}
+def not_run_record(spec: dict, reason: str, finding: dict | None = None) -> dict:
+    """The record of a point that could not run: status error, no slots measured;
+    ``finding``: the sweep's exclusivity finding."""
+    record = {"spec": spec, "status": "error", "error": reason, "slots": {}, "warnings": []}
+    return {**record, "exclusivity": finding or exclusivity.check("", {}, None)}
 
 
 def run_sweep(
@@ -43,11 +48,14 @@ def run_sweep(
     model_dirs: dict[str, str],
     out_paths: dict[str, Path],
     work_dir,
+    policy: dict | None = None,
 ) -> dict[str, dict]:
     """Run every point of ``sweep`` (config.sweep_spec) and return {point: run record}.
     ``capacity_rps``: the neighbour's solo capacity, None when it has none (``capacity_note``
     says why); ``model_dirs``: the converted model of each slot; ``out_paths``: each point's
-    run.json; ``work_dir``: the workers' files, one folder per point."""
+    run.json; ``work_dir``: the workers' files, one folder per point; ``policy``: the
+    exclusivity policy (dualbench.config.exclusivity_policy; None: no check)."""
+    finding = exclusivity.check_runs(list(sweep["runs"].values()), policy)
     records = {}
     for position, point in enumerate(sweep["order"], start=1):
         block_line(sweep, position, point)
@@ -56,12 +64,14 @@ def run_sweep(
         out.parent.mkdir(parents=True, exist_ok=True)
         if capacity_rps is None and spec["sweep"]["fraction"] > 0:
             record = not_run_record(
-                spec, f"not run: no solo capacity of {spec['sweep']['neighbour']} ({capacity_note})"
+                spec,
+                f"not run: no solo capacity of {spec['sweep']['neighbour']} ({capacity_note})",
+                finding,
             )
             write_atomically(out, json.dumps(record))
             records[point] = record
             continue
         spec = loaded_spec(spec, capacity_rps if capacity_rps is not None else float("nan"))
         models = {slot: model_dirs[slot] for slot in spec["slots"]}
-        records[point] = run_to_file(spec, models, out, Path(work_dir) / point)
+        records[point] = run_to_file(spec, models, out, Path(work_dir) / point, finding)
     return records

@@ -10,7 +10,12 @@ Formats (real captures in tests/fixtures/npu-smi/, facts from the npu-smi source
   capture of this view is in tests/fixtures/npu-smi/: its parser is tested on that documented
   layout only;
 - ``info -m`` maps NPU ID and Chip ID to the Chip Logic ID the runtime (and
-  ASCEND_RT_VISIBLE_DEVICES) numbers devices by; MCU chips have ``-`` as logic id.
+  ASCEND_RT_VISIBLE_DEVICES) numbers devices by; MCU chips have ``-`` as logic id;
+- plain ``info`` ends with the process table (info-910B2C.txt): a header row ``| NPU Chip |
+  Process id | Process name | Process memory(MB) |``, then one row per process (NPU ID and
+  Chip ID in the first cell; the name may be blank), and for an NPU without any the row
+  ``| No running processes found in NPU <id> |``. An NPU may also have no row at all (NPU 1
+  of the capture): no row means no process.
 
 Sections. Asked with ``-i N`` alone, a key/value view covers the whole card: a header
 (``NPU ID``, ``Chip Count``), then one section per NPU chip, then one per companion unit (the
@@ -227,6 +232,54 @@ def parse_mapping(text: str) -> dict[int, tuple[int, int]]:
     if not mapping:
         raise NpuSmiError(f"no chip rows in npu-smi info -m output: {_head(text)!r}")
     return mapping
+
+
+@dataclass(frozen=True)
+class NpuProcess:
+    """One row of ``npu-smi info``'s process table. ``npu_id``/``chip_id`` are npu-smi's ids
+    (``chip_address`` maps a runtime logic id to them); ``memory_mb`` None where unprinted."""
+
+    npu_id: int
+    chip_id: int | None
+    pid: int
+    name: str
+    memory_mb: float | None
+
+
+# The row npu-smi prints for an NPU without processes (a documented wording, seen in public
+# captures of 910B and 910 hosts).
+IDLE_NPU_ROW = re.compile(r"No running processes found in NPU\s+(\d+)")
+
+
+def parse_processes(text: str) -> tuple[list[NpuProcess], set[int]]:
+    """``npu-smi info`` -> (its process rows, the NPU ids it says run no process).
+
+    NpuSmiError where the output has no process table: then nothing can be said about any
+    NPU, which is not the same as none being busy."""
+    lines = text.splitlines()
+    header = next((i for i, line in enumerate(lines) if "Process id" in line), None)
+    if header is None:
+        raise NpuSmiError(f"no process table in npu-smi info output: {_head(text)!r}")
+    processes, idle = [], set()
+    for line in lines[header + 1 :]:
+        if match := IDLE_NPU_ROW.search(line):
+            idle.add(int(match.group(1)))
+            continue
+        # Border rows (+====+) are one cell; the upper table's rows never follow the header.
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        ids = cells[0].split()
+        if len(cells) < 3 or not all(i.isdigit() for i in [*ids[:2], cells[1]]) or not ids:
+            continue  # a border row, or no NPU id and pid where they belong
+        processes.append(
+            NpuProcess(
+                npu_id=int(ids[0]),
+                chip_id=int(ids[1]) if len(ids) > 1 else None,
+                pid=int(cells[1]),
+                name=cells[2],
+                memory_mb=_number(cells[3]) if len(cells) > 3 else None,
+            )
+        )
+    return processes, idle
 
 
 def _head(text: str) -> str:
