@@ -21,21 +21,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import REPO, make_workdir, planned_jobs, tiny_config, write_config
+from tests.cluster.common import LOCAL_RULES, MEASURING_RULES, cluster_config, wait_for
+from tests.helpers import REPO, make_workdir, planned_jobs, write_config
 
 pytestmark = pytest.mark.e2e
-
-LOCAL_RULES = {"all", "aggregate", "report"}
-MEASURING_RULES = {"block", "sweep", "calibrate"}
-
-
-def slurm_config() -> dict:
-    """The tiny config cut to one scenario and precision: every kind of job (fetch, convert,
-    calibrate, block, sweep) at the least cost."""
-    cfg = tiny_config()
-    del cfg["scenarios"]["mixed"]
-    cfg["precisions"] = ["bf16"]
-    return cfg
 
 
 def filled_profile(cluster, values: dict) -> dict:
@@ -134,7 +123,7 @@ def profile_snakemake(workdir: Path, env: dict, *args: str, background: bool = F
 @pytest.fixture(scope="module")
 def cluster_run(slurm, submit_env, tmp_path_factory):
     """The small pipeline, run once through the profile: (workdir, planned jobs, output)."""
-    workdir = make_workdir(tmp_path_factory.mktemp("slurm_pipeline"), slurm_config())
+    workdir = make_workdir(tmp_path_factory.mktemp("slurm_pipeline"), cluster_config())
     profile_dir = workdir / "profile"
     profile_dir.mkdir()
     (profile_dir / "config.yaml").write_text(
@@ -199,7 +188,7 @@ def test_config_edit_resubmits_exactly_the_cache_contract(cluster_run, submit_en
     """Calibration settings feed only the calibrations: both are submitted again, nothing
     else is (aggregate and report rerun locally)."""
     workdir, _, _ = cluster_run
-    cfg = slurm_config()
+    cfg = cluster_config()
     cfg["calibration"]["repeats"] += 1
     write_config(workdir, cfg)
     planned = planned_jobs(workdir)
@@ -212,16 +201,6 @@ def test_config_edit_resubmits_exactly_the_cache_contract(cluster_run, submit_en
         rule for rule, _ in planned if rule not in LOCAL_RULES
     )
     assert sorted(s["wildcards"] for s in new) == ["A_bfloat16", "B_bfloat16"]
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"no {what} within {timeout_s} s")
 
 
 def running_job(slurm, rule: str) -> str | None:
@@ -320,7 +299,7 @@ def test_cancelled_run_job_is_reported_and_rerun(cluster_run, slurm, submit_env)
     """`scancel` of a block mid-run: Snakemake names the job and its state, and the next
     invocation submits the block again and completes it."""
     workdir = cluster_run[0]
-    cfg = slurm_config()
+    cfg = cluster_config()
     cfg["scenarios"]["short"]["duration_s"] = 1.5  # the block's cache key: it reruns
     write_config(workdir, cfg)
     proc = profile_snakemake(workdir, submit_env, BLOCK_RUN, background=True)
@@ -344,8 +323,7 @@ def test_cancelled_run_job_is_reported_and_rerun(cluster_run, slurm, submit_env)
 def npu_workdir(cluster_run, tmp_path: Path, devices: list[str]) -> Path:
     """An NPU config on the test cluster, with the CPU run's converted models copied in (a
     model's conversion does not depend on the device), so only the block is submitted."""
-    cfg = slurm_config()
-    del cfg["scenarios"]["short"]["sweep"]
+    cfg = cluster_config(sweep=False)
     cfg.update(device="npu", slots=devices)
     workdir = make_workdir(tmp_path, cfg)
     (workdir / "results").mkdir()

@@ -1,0 +1,33 @@
+"""What the cluster tests share: the small config they submit, the rules that run where
+Snakemake runs, and waiting for a condition."""
+
+from __future__ import annotations
+
+import time
+
+from tests.helpers import tiny_config
+
+LOCAL_RULES = {"all", "aggregate", "report"}
+MEASURING_RULES = {"block", "sweep", "calibrate"}
+
+
+def cluster_config(sweep: bool = True) -> dict:
+    """The tiny config cut to one scenario and precision: every kind of job (fetch, convert,
+    calibrate, block and, with ``sweep``, a sweep) at the least cost."""
+    cfg = tiny_config()
+    del cfg["scenarios"]["mixed"]
+    cfg["precisions"] = ["bf16"]
+    if not sweep:
+        del cfg["scenarios"]["short"]["sweep"]
+    return cfg
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    """``predicate()``'s first true value, polled twice a second."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} within {timeout_s} s")
