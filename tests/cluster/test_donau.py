@@ -253,9 +253,9 @@ def test_dsub_table_output_is_not_read_by_the_plugin(tmp_path):
     wait_for(lambda: jobs(env)[0]["state"] in ended, 120, "end of the unwatched job")
 
 
-def test_a_killed_job_is_reported_and_submitted_again(donau):
+def test_a_killed_job_is_reported(donau):
     """dkill of a running block (as an operator does): Snakemake names the job and Donau's
-    state, and the next invocation submits the block again."""
+    state. (That the next invocation submits it again is Snakemake's, shown under Slurm.)"""
     workdir, env, _, _ = donau
     cfg = donau_config()
     cfg["scenarios"]["short"]["duration_s"] = 1.5  # the block's cache key: it reruns
@@ -272,9 +272,4 @@ def test_a_killed_job_is_reported_and_submitted_again(donau):
     assert proc.returncode != 0
     assert f"Donau job {job_id} failed with state TERMINATED" in out, out[-3000:]
     assert djob_state(env, job_id) == "TERMINATED"
-
-    before = len(submissions(env))
-    done = donau_snakemake(workdir, env, BLOCK_RUN)
-    assert done.returncode == 0, done.stdout[-3000:]
-    assert [rule_of(s) for s in submissions(env)[before:]] == ["block"]
-    assert json.loads((workdir / BLOCK_RUN).read_text())["status"] == "ok"
+    assert not (workdir / BLOCK_RUN).exists()

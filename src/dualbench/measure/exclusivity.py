@@ -38,9 +38,10 @@ from dualbench.config.vocabulary import DEFAULT_MODELS
 from dualbench.errors import DeviceError
 from dualbench.telemetry import npusmi, occupancy
 
-# The CPU window: long enough that one scheduler tick (10 ms) is 1% of it, short enough that
-# a job pays about a second for the check.
-WINDOW_S = 1.0
+# The CPU window: 50 scheduler ticks (10 ms each, so a tick is 2% of it) tell a busy core
+# from an idle one, and a job pays half a second for the check (the test suite alone runs
+# dozens of measuring jobs).
+WINDOW_S = 0.5
 OFF = {"mode": "off", "busy_cpu_fraction": 0.5}
 
 
@@ -237,7 +238,7 @@ def check(
 
 def what_is_busy(finding: dict) -> str:
     """Which slots are busy with what, e.g. ``slot A (cpu cores 0-1) is busy: core 1 at 87%
-    over 1.0 s``; slots sharing a device are named together."""
+    over 0.5 s``; slots sharing a device are named together."""
     by_device: dict[str, list[dict]] = {}
     for entry in finding["busy"]:
         by_device.setdefault(entry["device"], []).append(entry)
