@@ -102,8 +102,8 @@ def profile_snakemake(workdir: Path, env: dict, *args: str, background: bool = F
         "snakemake",
         "--workflow-profile",
         str(workdir / "profile"),
-        # Test speed: the first status query after 1 s instead of 40 (still ≥ 3× below
-        # MinJobAge, so the plugin keeps squeue).
+        # Test speed: the first status query after 1 s instead of 40. The plugin falls back
+        # to sacct only when MinJobAge (300 s) is below 3 × this: it keeps squeue.
         "--slurm-init-seconds-before-status-checks",
         "1",
         *args,
