@@ -3,7 +3,11 @@ Snakemake runs, and waiting for a condition."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from tests.helpers import tiny_config
 
@@ -31,3 +35,26 @@ def wait_for(predicate, timeout_s: float, what: str):
             return value
         time.sleep(0.5)
     raise AssertionError(f"no {what} within {timeout_s} s")
+
+
+def profile_snakemake(
+    workdir: Path, env: dict, options: list[str], *args: str, background: bool = False
+):
+    """Snakemake in ``workdir`` with its filled-in profile (``workdir/profile``) as the workflow
+    profile, as the README says, plus the test's ``options``; stdout and stderr merged. With
+    ``background``, the running process (in its own session, so that a test can signal the
+    whole group)."""
+    command = [
+        sys.executable, "-m", "snakemake", "--workflow-profile", str(workdir / "profile"),
+        *options, *args,
+    ]  # fmt: skip
+    kwargs = dict(
+        cwd=workdir,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    if background:
+        return subprocess.Popen(command, start_new_session=True, **kwargs)
+    return subprocess.run(command, timeout=900, **kwargs)

@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.cluster.common import LOCAL_RULES, MEASURING_RULES, cluster_config, wait_for
+from tests.cluster.common import (
+    LOCAL_RULES,
+    MEASURING_RULES,
+    cluster_config,
+    profile_snakemake,
+    wait_for,
+)
 from tests.helpers import REPO, make_workdir, planned_jobs, write_config
 
 pytestmark = pytest.mark.e2e
@@ -72,27 +77,9 @@ def donau_workdir(path: Path) -> Path:
 
 
 def donau_snakemake(workdir: Path, env: dict, *args: str, background: bool = False):
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--workflow-profile",
-        str(workdir / "profile"),
-        # Test speed: ask the stand-in every second, not every 10 s.
-        "--seconds-between-status-checks",
-        "1",
-        *args,
-    ]
-    kwargs = dict(
-        cwd=workdir,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    if background:
-        return subprocess.Popen(command, start_new_session=True, **kwargs)
-    return subprocess.run(command, timeout=600, **kwargs)
+    # Test speed: ask the stand-in every second, not every 10 s.
+    options = ["--seconds-between-status-checks", "1"]
+    return profile_snakemake(workdir, env, options, *args, background=background)
 
 
 def submissions(env: dict) -> list[dict]:

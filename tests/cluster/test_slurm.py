@@ -21,7 +21,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.cluster.common import LOCAL_RULES, MEASURING_RULES, cluster_config, wait_for
+from tests.cluster.common import (
+    LOCAL_RULES,
+    MEASURING_RULES,
+    cluster_config,
+    profile_snakemake,
+    wait_for,
+)
 from tests.helpers import REPO, make_workdir, planned_jobs, write_config
 
 pytestmark = pytest.mark.e2e
@@ -94,30 +100,11 @@ def submissions(env: dict) -> list[dict]:
     return out
 
 
-def profile_snakemake(workdir: Path, env: dict, *args: str, background: bool = False):
-    """Snakemake with the filled-in profile as the workflow profile, as the README says."""
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--workflow-profile",
-        str(workdir / "profile"),
-        # Test speed: the first status query after 1 s instead of 40. The plugin falls back
-        # to sacct only when MinJobAge (300 s) is below 3 × this: it keeps squeue.
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        *args,
-    ]
-    kwargs = dict(
-        cwd=workdir,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    if background:
-        return subprocess.Popen(command, start_new_session=True, **kwargs)
-    return subprocess.run(command, timeout=900, **kwargs)
+def slurm_snakemake(workdir: Path, env: dict, *args: str, background: bool = False):
+    # Test speed: the first status query after 1 s instead of 40. The plugin falls back to
+    # sacct only when MinJobAge (300 s) is below 3 × this: it keeps squeue.
+    options = ["--slurm-init-seconds-before-status-checks", "1"]
+    return profile_snakemake(workdir, env, options, *args, background=background)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +118,7 @@ def cluster_run(slurm, submit_env, tmp_path_factory):
     )
     planned = planned_jobs(workdir)
     started = time.monotonic()
-    done = profile_snakemake(workdir, submit_env, "report")
+    done = slurm_snakemake(workdir, submit_env, "report")
     assert done.returncode == 0, done.stdout[-6000:]
     print(f"pipeline through Slurm: {time.monotonic() - started:.0f} s")
     return workdir, planned, done.stdout
@@ -179,7 +166,7 @@ def test_runs_are_ok_and_valid(cluster_run):
 def test_second_invocation_submits_nothing(cluster_run, submit_env):
     workdir, _, _ = cluster_run
     before = len(submissions(submit_env))
-    again = profile_snakemake(workdir, submit_env, "report")
+    again = slurm_snakemake(workdir, submit_env, "report")
     assert again.returncode == 0, again.stdout[-3000:]
     assert len(submissions(submit_env)) == before
 
@@ -194,7 +181,7 @@ def test_config_edit_resubmits_exactly_the_cache_contract(cluster_run, submit_en
     planned = planned_jobs(workdir)
     assert {rule for rule, _ in planned} == {"calibrate", "aggregate", "report"}
     before = len(submissions(submit_env))
-    done = profile_snakemake(workdir, submit_env, "report")
+    done = slurm_snakemake(workdir, submit_env, "report")
     assert done.returncode == 0, done.stdout[-3000:]
     new = submissions(submit_env)[before:]
     assert sorted(s["rule"] for s in new) == sorted(
@@ -233,7 +220,7 @@ SWEEP = "results/sweeps/short/bf16/r1"
 
 def start_in_background(workdir: Path, slurm, env: dict, rule: str, target: str):
     """Snakemake redoing ``rule``'s (unchanged) job, once it runs: (process, job id)."""
-    proc = profile_snakemake(workdir, env, "--forcerun", rule, target, background=True)
+    proc = slurm_snakemake(workdir, env, "--forcerun", rule, target, background=True)
     return proc, wait_for(lambda: running_job(slurm, rule), 300, f"running {rule} job")
 
 
@@ -267,7 +254,7 @@ def test_killed_snakemake_leaves_incomplete_output_that_the_next_run_redoes(
     slurm.wait_until_idle(60)
     assert 1 <= len(list((workdir / SWEEP).rglob("run.json"))) < 3
 
-    unlocked = profile_snakemake(workdir, submit_env, "--unlock")
+    unlocked = slurm_snakemake(workdir, submit_env, "--unlock")
     assert unlocked.returncode == 0, unlocked.stdout[-2000:]
     plain = subprocess.run(
         [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "-n", "-c1", SWEEP],
@@ -279,7 +266,7 @@ def test_killed_snakemake_leaves_incomplete_output_that_the_next_run_redoes(
     assert "IncompleteFilesException" in plain.stdout + plain.stderr, plain.stdout[-2000:]
 
     before = len(submissions(submit_env))
-    done = profile_snakemake(workdir, submit_env, SWEEP)
+    done = slurm_snakemake(workdir, submit_env, SWEEP)
     assert done.returncode == 0, done.stdout[-3000:]
     assert [s["rule"] for s in submissions(submit_env)[before:]] == ["sweep"]
     points = [json.loads(p.read_text()) for p in (workdir / SWEEP).rglob("run.json")]
@@ -302,7 +289,7 @@ def test_cancelled_run_job_is_reported_and_rerun(cluster_run, slurm, submit_env)
     cfg = cluster_config()
     cfg["scenarios"]["short"]["duration_s"] = 1.5  # the block's cache key: it reruns
     write_config(workdir, cfg)
-    proc = profile_snakemake(workdir, submit_env, BLOCK_RUN, background=True)
+    proc = slurm_snakemake(workdir, submit_env, BLOCK_RUN, background=True)
     job = wait_for(lambda: running_job(slurm, "block"), 300, "running block job")
     slurm.run("scancel", job, check=True)
     out, _ = proc.communicate(timeout=300)
@@ -314,7 +301,7 @@ def test_cancelled_run_job_is_reported_and_rerun(cluster_run, slurm, submit_env)
     # block would rightly find its cores busy before that.
     slurm.wait_until_idle(60)
     before = len(submissions(submit_env))
-    done = profile_snakemake(workdir, submit_env, BLOCK_RUN)
+    done = slurm_snakemake(workdir, submit_env, BLOCK_RUN)
     assert done.returncode == 0, done.stdout[-3000:]
     assert [s["rule"] for s in submissions(submit_env)[before:]] == ["block"]
     assert json.loads((workdir / BLOCK_RUN).read_text())["status"] == "ok"
@@ -341,7 +328,7 @@ def test_npu_slots_ask_slurm_for_their_npus(cluster_run, slurm, submit_env, tmp_
     started it could only fail with its one line; Ctrl-C ends it then.)"""
     workdir = npu_workdir(cluster_run, tmp_path, ["npu:0", "npu:1"])
     before = len(submissions(submit_env))
-    proc = profile_snakemake(workdir, submit_env, BLOCK_RUN, background=True)
+    proc = slurm_snakemake(workdir, submit_env, BLOCK_RUN, background=True)
     job = wait_for(lambda: running_job(slurm, "block"), 120, "running block job")
     shown = slurm.run("scontrol", "show", "job", job).stdout
     os.killpg(proc.pid, signal.SIGINT)
@@ -359,7 +346,7 @@ def test_more_npus_than_a_node_has_are_refused_with_slurms_reason(
     """Slots naming npu:2 need three NPUs; no node has three: sbatch refuses and Snakemake
     says why, before anything runs."""
     workdir = npu_workdir(cluster_run, tmp_path, ["npu:0", "npu:2"])
-    done = profile_snakemake(workdir, submit_env, BLOCK_RUN)
+    done = slurm_snakemake(workdir, submit_env, BLOCK_RUN)
     assert done.returncode != 0
     assert "--gres=npu:3" in done.stdout
     assert "Requested node configuration is not available" in done.stdout, done.stdout[-3000:]
