@@ -58,3 +58,17 @@ def profile_snakemake(
     if background:
         return subprocess.Popen(command, start_new_session=True, **kwargs)
     return subprocess.run(command, timeout=900, **kwargs)
+
+
+def why_it_failed(done, workdir: Path) -> str:
+    """What a failed cluster run's assertion shows: Snakemake's error blocks (the start of its
+    output is cut by the usual tail) and the end of every job log that names an error."""
+    lines = done.stdout.splitlines()
+    parts = [
+        "\n".join(lines[i : i + 12]) for i, line in enumerate(lines) if line.startswith("Error in")
+    ]
+    for log in sorted(p for p in workdir.rglob("*.log") if p.is_file()):
+        text = log.read_text(errors="replace")
+        if "rror" in text:
+            parts.append(f"--- {log.relative_to(workdir)}\n{text[-1500:]}")
+    return "\n".join(parts) + "\n--- the end of Snakemake's output\n" + done.stdout[-2000:]

@@ -22,6 +22,7 @@ from tests.cluster.common import (
     cluster_config,
     profile_snakemake,
     wait_for,
+    why_it_failed,
 )
 from tests.helpers import REPO, make_workdir, planned_jobs, write_config
 
@@ -144,7 +145,7 @@ def donau(tmp_path_factory):
     workdir = donau_workdir(tmp_path_factory.mktemp("donau_pipeline"))
     planned = planned_jobs(workdir)
     done = donau_snakemake(workdir, env, "report")
-    assert done.returncode == 0, done.stdout[-6000:]
+    assert done.returncode == 0, why_it_failed(done, workdir)
     return workdir, env, planned, jobs(env)
 
 

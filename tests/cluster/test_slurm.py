@@ -27,6 +27,7 @@ from tests.cluster.common import (
     cluster_config,
     profile_snakemake,
     wait_for,
+    why_it_failed,
 )
 from tests.helpers import REPO, make_workdir, planned_jobs, write_config
 
@@ -119,7 +120,7 @@ def cluster_run(slurm, submit_env, tmp_path_factory):
     planned = planned_jobs(workdir)
     started = time.monotonic()
     done = slurm_snakemake(workdir, submit_env, "report")
-    assert done.returncode == 0, done.stdout[-6000:]
+    assert done.returncode == 0, why_it_failed(done, workdir)
     print(f"pipeline through Slurm: {time.monotonic() - started:.0f} s")
     return workdir, planned, done.stdout
 

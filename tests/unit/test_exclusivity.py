@@ -214,18 +214,32 @@ def test_core_times_keep_the_core_ids_of_a_machine_with_an_offline_core(tmp_path
     assert occupancy.read_core_times(stat) == {0: (16, 419), 2: (28, 533)}
 
 
-def test_a_core_at_or_above_the_threshold_is_busy():
-    # core 0: 10% busy, core 1: exactly the threshold, core 2: 90%.
-    readings = iter([{0: (0, 0), 1: (0, 0), 2: (0, 0)}, {0: (10, 100), 1: (50, 100), 2: (90, 100)}])
+def test_a_core_at_or_above_the_threshold_in_every_window_is_busy():
+    # core 0: 10% busy, core 1: exactly the threshold, core 2: 90%; core 3 hot at first only
+    # (a burst). Cool cores are not read again.
+    readings = iter([
+        {0: (0, 0), 1: (0, 0), 2: (0, 0), 3: (0, 0)},
+        {0: (10, 100), 1: (50, 100), 2: (90, 100), 3: (99, 100)},
+        {1: (50, 100), 2: (90, 100), 3: (99, 100)},
+        {1: (100, 200), 2: (170, 200), 3: (100, 200)},
+        {1: (100, 200), 2: (170, 200)},
+        {1: (150, 300), 2: (265, 300)},
+    ])  # fmt: skip
     waited = []
     probes = exclusivity.Probes(core_times=lambda: next(readings), sleep=waited.append)
-    slots = {"A": Slot("A", "cpu", None, (0, 1)), "B": Slot("B", "cpu", None, (2,))}
+    slots = {"A": Slot("A", "cpu", None, (0, 1)), "B": Slot("B", "cpu", None, (2, 3))}
     finding = exclusivity.check("cpu", slots, FAIL, window_s=0.5, probes=probes)
-    assert waited == [0.5] and finding["window_s"] == 0.5
+    gap = exclusivity.CONFIRM_GAP_S
+    assert waited == [0.5, gap, 0.5, gap, 0.5] and finding["window_s"] == 0.5
     assert [(b["slot"], b["core"]) for b in finding["busy"]] == [("A", 1), ("B", 2)]
+    # Each core's figure is its least busy window.
+    assert [c["cores"] for c in finding["checked"]][1] == [
+        {"core": 2, "busy_fraction": 0.8},
+        {"core": 3, "busy_fraction": 0.01},
+    ]
     assert finding["message"] == (
-        "slot A (cpu cores 0-1) is busy: core 1 at 50% over 0.5 s; "
-        "slot B (cpu cores 2) is busy: core 2 at 90% over 0.5 s; "
+        "slot A (cpu cores 0-1) is busy: core 1 at 50% in each of 3 windows of 0.5 s; "
+        "slot B (cpu cores 2-3) is busy: core 2 at 80% in each of 3 windows of 0.5 s; "
         "free the cores or set run.exclusivity: warn"
     )
 
@@ -257,7 +271,10 @@ def test_a_core_kept_busy_by_another_process_is_found_busy():
     assert finding["verdict"] == "busy", finding
     (busy,) = finding["busy"]
     assert busy["core"] == core and busy["busy_fraction"] >= 0.9
-    assert 0.9 * exclusivity.WINDOW_S <= elapsed < 3  # the check costs its window
+    # A hot core costs every confirming window and the pauses between them.
+    confirm = exclusivity.CONFIRM_WINDOWS * exclusivity.WINDOW_S
+    confirm += (exclusivity.CONFIRM_WINDOWS - 1) * exclusivity.CONFIRM_GAP_S
+    assert 0.9 * confirm <= elapsed < confirm + 3
 
 
 # --- the policy -------------------------------------------------------------------------------
