@@ -373,7 +373,8 @@ def test_prompt_change_reruns_only_that_scenario(raw):
             assert {s["prompt_tokens"] for s in slots.values()} == {17}, run
         else:
             assert after[run] == before[run], run
-    assert after["report"] == before["report"]
+    # The report states each scenario's settings: it is rendered again (from the same tables).
+    assert json.loads(after["report"])["settings"]["short"]["prompt_tokens"] == 17
     assert after["models"] == before["models"]
 
 
@@ -390,11 +391,18 @@ def test_report_title_and_notes_change_no_run(raw, path, value):
 
 def test_report_params_follow_title_and_descriptions_not_notes(raw):
     before = config.report_params(config.validate(raw))
-    assert json.loads(before) == {
+    spec = json.loads(before)
+    assert {k: v for k, v in spec.items() if k != "settings"} == {
         "title": "T",
         "scenarios": {"short": "short prompts", "long": ""},
         "hardware_notes": [],
     }
+    # Each scenario's settings, stated as facts; a slot's own settings where it overrides.
+    assert sorted(spec["settings"]) == ["long", "short"]
+    assert set(spec["settings"]["short"]) == {
+        "prompt_tokens", "new_tokens", "batch_size", "arrival", "min_requests", "duration_s",
+        "slots",
+    }  # fmt: skip
     assert config.report_params(edited(raw, "report.title", "U")) != before
     assert config.report_params(edited(raw, "scenarios.long.description", "d")) != before
     assert config.report_params(edited(raw, "notes", "n")) == before

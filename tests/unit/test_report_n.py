@@ -396,7 +396,7 @@ def test_schedules_section_only_where_those_layouts_ran(scheduled_html, three_ht
 
 def test_schedules_table_has_the_comparisons_with_intervals_and_verdicts(scheduled_html):
     part = unescape(section(scheduled_html, "schedules"))
-    table = part[part.index("<table>") : part.index("</table>")]
+    table = part[part.index("<table") : part.index("</table>")]
     rows = re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)
     body = [re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.S) for r in rows[2:]]
     assert len(body) == 4  # two layouts × two models

@@ -432,7 +432,8 @@ def test_section_has_its_sentences_figures_and_fit_tables(wall_html):
     assert "Pair bandwidth against the neighbour's rate" in headings and "Roofline" in headings
     assert '<tr class="preferred"><td class="key">floor</td>' in wall
     assert "★ preferred" in wall and "could not be drawn" not in wall_html
-    assert wall_html.count('src="data:image/png;base64,') == FIGURES + 3  # + the Figures section
+    # + the Figures section's, and the verdict's of the one scenario
+    assert wall_html.count('src="data:image/png;base64,') == FIGURES + 3 + 1
 
 
 def test_calibration_table_in_the_environment_section(wall_html):

@@ -15,4 +15,5 @@ with tee_stderr(snakemake.log[0]):
         spec["scenarios"],
         DEFINITIONS,
         spec["hardware_notes"],
+        spec["settings"],
     )

@@ -243,11 +243,33 @@ def calibration_params(cfg: dict, slot: str, dtype: str) -> str:
     return canonical(calibration_spec(cfg, slot, dtype))
 
 
+# A scenario's settings the report states as facts beside its free-text description: what a
+# run's requests are and how they arrive; per model where a slot overrides them.
+SCENARIO_FACTS = (
+    "prompt_tokens",
+    "new_tokens",
+    "batch_size",
+    "arrival",
+    "min_requests",
+    "duration_s",
+)
+
+
 def report_params(cfg: dict) -> str:
     return canonical(
         {
             "title": cfg["report"]["title"],
             "scenarios": {name: sc["description"] for name, sc in cfg["scenarios"].items()},
+            "settings": {
+                name: {
+                    **{k: sc[k] for k in SCENARIO_FACTS},
+                    "slots": {
+                        slot: {k: v for k, v in over.items() if k in SCENARIO_FACTS}
+                        for slot, over in sc["slots"].items()
+                    },
+                }
+                for name, sc in cfg["scenarios"].items()
+            },
             "hardware_notes": cfg["resolved"]["notes"] + cfg["resolved"]["warnings"],
         }
     )

@@ -251,11 +251,15 @@ def throughput_figure(
     precisions: list[str],
     flagged: set[Key],
     names: list[str],
+    compact: bool = False,
 ) -> plt.Figure | str:
+    """Throughput bars per scenario, a facet per precision; ``compact``: the small version a
+    verdict shows beside its text (one scenario)."""
     if data.empty:
         return "No run produced a throughput figure."
     bars, colors = throughput_bars(names), palette(names)
-    fig, axes = _facets(1, precisions, max(7.0, 2.6 * len(scenarios)), 4.0, sharey=True)
+    wide, high = (3.2, 3.2) if compact else (max(7.0, 2.6 * len(scenarios)), 4.0)
+    fig, axes = _facets(1, precisions, wide, high, sharey=True)
     top = 0.0
     for ax, precision in zip(axes[0], precisions, strict=True):
         sub = data[data["facet"] == precision]

@@ -118,91 +118,85 @@ def blocks_rows(blocks: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def scenario_anchor(scenario: str) -> str:
+    """A scenario's name as an HTML id's tail: letters and digits kept, the rest "-"."""
+    return "".join(c if c.isalnum() else "-" for c in scenario)
+
+
 def details(
     runs: pd.DataFrame, scenarios: list[str], descriptions: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """Per scenario, one table with a column per run × slot and a row per metric: alone and
-    co-located values of a slot sit side by side, which is the comparison people make; with
-    several blocks, block after block.
+    """Per scenario and precision, one table with a column per run × slot and a row per
+    metric: alone and co-located values of a slot sit side by side, which is the comparison
+    people make; with several blocks, block after block. One table per precision keeps a
+    table's columns to the layouts × models of one block set, so it fits or scrolls alone.
 
     ``runs``: runs.csv as tables.prepare_runs returns it."""
-    precisions = {p: i for i, p in enumerate(unique_in_order(runs["precision"]))}
-    # Columns of a scenario: each model alone, in name order, then the group layouts.
+    # Columns of a table: each model alone, in name order, then the group layouts.
     layout_order = {layout: i for i, layout in enumerate(sort_layouts(runs["layout"]))}
     out = []
     for scenario in scenarios:
         sel = runs[runs["scenario"] == scenario]
-        records = sorted(
-            sel.to_dict("records"),
-            key=lambda r: (
-                precisions.get(r["precision"], 99),
-                r["repeat"],
-                layout_order[r["layout"]],
-                r["slot"],
-            ),
-        )
-        columns = [
-            {
-                "precision": r["precision"],
-                "label": r["block_label"],
-                "run_id": r["run_id"],
-                "bad": not (r["ok"] and r["valid"]),
-            }
-            for r in records
-        ]
-        groups = []
-        lockstep = any(r.get("schedule") == "lockstep" for r in records)
-        for group, rows in DETAIL_GROUPS:
-            if group == LOCKSTEP_GROUP and not lockstep:
-                continue
-            body = []
-            for name, col, kind in rows:
-                cells = []
-                for r in records:
-                    label = percentile_text(r, col)
-                    text = label or FORMATTERS[kind](r[col])
-                    bad = col == "status" and not r["ok"]
-                    cells.append(
-                        {"text": text, "bad": bad, "num": kind != "str", "approx": bool(label)}
-                    )
-                body.append({"name": name, "cells": cells})
-            if group == "Run":
-                body.insert(
-                    1,
-                    {
-                        "name": "Valid",
-                        "cells": [
-                            {
-                                "text": "yes" if r["valid"] else "no",
-                                "bad": not r["valid"],
-                                "num": False,
-                                "approx": False,
-                            }
-                            for r in records
-                        ],
-                    },
-                )
-                # Tracebacks can be long; the failures section shows them whole.
-                notes = [clip(r["error"] or r["invalid_reasons"], 160) for r in records]
-                if any(notes):
-                    body.insert(
-                        2,
-                        {
-                            "name": "Error / reasons",
-                            "cells": [
-                                {"text": n or DASH, "bad": bool(n), "num": False, "approx": False}
-                                for n in notes
-                            ],
-                        },
-                    )
-            groups.append({"name": group, "rows": body})
+        tables = []
+        for precision in unique_in_order(sel["precision"]):
+            records = sorted(
+                sel[sel["precision"] == precision].to_dict("records"),
+                key=lambda r: (r["repeat"], layout_order[r["layout"]], r["slot"]),
+            )
+            tables.append({"precision": precision, **_detail_table(records)})
         out.append(
             {
                 "scenario": scenario,
-                "anchor": "scenario-" + "".join(c if c.isalnum() else "-" for c in scenario),
+                "anchor": "scenario-" + scenario_anchor(scenario),
                 "description": descriptions.get(scenario, ""),
-                "columns": columns,
-                "groups": groups,
+                "tables": tables,
             }
         )
     return out
+
+
+def _row_cells(records: list[dict], text_of, bad_of) -> list[dict[str, Any]]:
+    return [{"text": text_of(r), "bad": bad_of(r), "num": False, "approx": False} for r in records]
+
+
+def _detail_table(records: list[dict]) -> dict[str, Any]:
+    """{"columns", "groups"} of one scenario × precision's runs, in ``records``' order."""
+    columns = [
+        {
+            "precision": r["precision"],
+            "label": r["block_label"],
+            "run_id": r["run_id"],
+            "bad": not (r["ok"] and r["valid"]),
+        }
+        for r in records
+    ]
+    groups = []
+    lockstep = any(r.get("schedule") == "lockstep" for r in records)
+    for group, rows in DETAIL_GROUPS:
+        if group == LOCKSTEP_GROUP and not lockstep:
+            continue
+        body = []
+        for name, col, kind in rows:
+            cells = []
+            for r in records:
+                label = percentile_text(r, col)
+                text = label or FORMATTERS[kind](r[col])
+                bad = col == "status" and not r["ok"]
+                cells.append(
+                    {"text": text, "bad": bad, "num": kind != "str", "approx": bool(label)}
+                )
+            body.append({"name": name, "cells": cells})
+        if group == "Run":
+            valid = _row_cells(records, lambda r: "yes" if r["valid"] else "no",
+                               lambda r: not r["valid"])  # fmt: skip
+            body.insert(1, {"name": "Valid", "cells": valid})
+            # Tracebacks can be long; the failures section shows them whole.
+            notes = [clip(r["error"] or r["invalid_reasons"], 160) for r in records]
+            if any(notes):
+                cells = [
+                    {"text": n or DASH, "bad": bool(n), "num": False, "approx": False}
+                    for n in notes
+                ]
+                body.insert(2, {"name": "Error / reasons", "cells": cells})
+        groups.append({"name": group, "rows": body})
+    return {"columns": columns, "groups": groups}

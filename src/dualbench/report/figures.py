@@ -23,6 +23,7 @@ import contextlib
 import io
 import logging
 import math
+import struct
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -60,6 +61,8 @@ DPI = 110
 TICK_PT = 10
 LABEL_PT = 11
 MAX_WIDTH_IN = 10.4
+# The smallest label a reader is asked to read, in CSS pixels at 100% zoom.
+READABLE_PX = 10
 
 
 def _shades(i: int, n: int) -> tuple[Any, Any]:
@@ -133,9 +136,8 @@ def width(inches: float) -> float:
     return min(inches, MAX_WIDTH_IN)
 
 
-def smallest_label_px(fig: plt.Figure) -> float:
-    """The smallest tick or axis label of ``fig`` in pixels at 100% zoom: its size at DPI,
-    shrunk as the page shrinks a figure wider than MAX_WIDTH_IN (for tests and checks)."""
+def label_px(fig: plt.Figure) -> float:
+    """The smallest tick or axis label of ``fig`` in pixels of its PNG (at DPI)."""
     fig.canvas.draw()
     sizes = [
         t.get_fontsize()
@@ -144,15 +146,24 @@ def smallest_label_px(fig: plt.Figure) -> float:
         for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.xaxis.label, ax.yaxis.label)
         if t.get_visible() and t.get_text()
     ]
-    shrink = min(1.0, MAX_WIDTH_IN / fig.get_figwidth())
-    return min(sizes) * DPI / 72 * shrink if sizes else math.inf
+    return min(sizes) * DPI / 72 if sizes else math.inf
 
 
-def _png_uri(fig: plt.Figure) -> str:
+def smallest_label_px(fig: plt.Figure) -> float:
+    """The smallest tick or axis label of ``fig`` in pixels at 100% zoom: its size at DPI,
+    shrunk as the page shrinks a figure wider than MAX_WIDTH_IN (for tests and checks)."""
+    return label_px(fig) * min(1.0, MAX_WIDTH_IN / fig.get_figwidth())
+
+
+def _png(fig: plt.Figure) -> tuple[str, int, int]:
+    """(data URI, width px, height px) of ``fig`` as a PNG."""
     buf = io.BytesIO()
     # No Software/date metadata: the same data gives a byte-identical report.
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    png = buf.getvalue()
+    # A PNG's size is the first field of its IHDR chunk, big-endian, at bytes 16-24.
+    width, height = struct.unpack(">II", png[16:24])
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii"), width, height
 
 
 def embedded_figure(
@@ -172,9 +183,19 @@ def embedded_figure(
     if isinstance(fig_or_note, str):
         return {"title": title, "caption": caption, "uri": None, "note": fig_or_note}
     try:
-        return {"title": title, "caption": caption, "uri": _png_uri(fig_or_note), "note": ""}
+        smallest = label_px(fig_or_note)
+        uri, width_px, height_px = _png(fig_or_note)
     finally:
         plt.close(fig_or_note)
+    # The page may shrink a figure to its column, but never below the width at which its
+    # smallest label reads READABLE_PX: narrower, the figure scrolls in its own box. (A
+    # figure without labels may shrink freely.)
+    smallest = round(smallest, 2) if math.isfinite(smallest) else READABLE_PX
+    shrink_to = math.ceil(width_px * min(1.0, READABLE_PX / smallest))
+    return {
+        "title": title, "caption": caption, "uri": uri, "note": "",
+        "width": width_px, "height": height_px, "min_width": shrink_to, "label_px": smallest,
+    }  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -37,6 +37,8 @@ from dualbench.report.tables import unique_in_order
 
 # int4.csv's slot of the co-located pair's sum in tables written before any number of models.
 LEGACY_PAIR = "pair"
+# How a row of a group layout's models together ends its label.
+SUM_SUFFIX = " (sum)"
 
 
 def _is_sum(slot: str) -> bool:
@@ -56,7 +58,7 @@ def _subject(subject: str) -> tuple[str, str, bool]:
 
 def _sum_label(layout: str, names: list[str]) -> str:
     """ "A+B co-located (sum)": a group layout's models together."""
-    return f"{group_label(layout, names)} (sum)"
+    return group_label(layout, names) + SUM_SUFFIX
 
 
 def _model_rows(precisions: pd.DataFrame, baseline: str) -> list[dict[str, str]]:

@@ -1,6 +1,10 @@
 """The report's assembly: the metrics tables in, the template's context built from the other
 modules of dualbench.report, one self-contained HTML document out (DESIGN §8).
 
+The page opens on the verdicts (dualbench.report.verdicts: one line per scenario × precision,
+then a block per scenario with its settings as facts, dualbench.report.scenario_facts, and its
+throughput figure); every answer, the figures and the sections follow.
+
 ``write_report`` reads the tables from the metrics directory by the names in
 ``dualbench.analysis.columns.METRICS_FILES``; ``render_report`` renders DataFrames, so the
 report reads the same whether it gets the analysis DataFrames directly or the files. Tables
@@ -37,7 +41,7 @@ from dualbench.report.bars import (
     throughput_data,
     throughput_figure,
 )
-from dualbench.report.details import blocks_rows, details
+from dualbench.report.details import blocks_rows, details, scenario_anchor
 from dualbench.report.estimates import Estimates
 from dualbench.report.figures import embedded_figure, figure_style, timeline_figure, ttft_figure
 from dualbench.report.format import DASH, fmt_fixed, fmt_pct, fmt_ratio
@@ -45,6 +49,7 @@ from dualbench.report.headline import headline_tables
 from dualbench.report.int4 import int4_section
 from dualbench.report.layouts import slot_names
 from dualbench.report.scaling import curve_data, curve_figure, matrix_data, matrix_figure
+from dualbench.report.scenario_facts import describe
 from dualbench.report.schedules import schedules_section
 from dualbench.report.summary import answers
 from dualbench.report.tables import (
@@ -71,6 +76,7 @@ from dualbench.report.tables import (
     unique_in_order,
 )
 from dualbench.report.telemetry import telemetry_section
+from dualbench.report.verdicts import verdicts
 from dualbench.report.wall import calibration_rows, wall_section
 
 # render_report's optional tables -> their METRICS_FILES key. Metrics written before INT4,
@@ -140,11 +146,14 @@ def render_report(
     contention_curve_table: pd.DataFrame | None = None,
     contention_fits_table: pd.DataFrame | None = None,
     interference_table: pd.DataFrame | None = None,
+    scenario_settings: dict[str, dict] | None = None,
 ) -> str:
     """The whole report as one self-contained HTML document (no network reference).
 
     ``hardware_notes``: what validation resolved against the machine (native16's dtype and
-    why, dtypes the device only emulates), shown first, beside every run's own warnings."""
+    why, dtypes the device only emulates), shown first, beside every run's own warnings.
+    ``scenario_settings``: each scenario's settings from the config (config.report_params),
+    stated as facts above its free-text description."""
     runs = prepare_runs(runs)
     scaling = prepare_scaling(scaling)
     interference = prepare_interference(interference_table)
@@ -154,6 +163,7 @@ def render_report(
     calibration = prepare_calibration(calibration_table)
     environment = dict(environment or {})
     descriptions = dict(scenario_descriptions or {})
+    settings = dict(scenario_settings or {})
 
     names = slot_names(runs)
     keys = scenario_keys(runs, scaling)
@@ -243,6 +253,36 @@ def render_report(
             ),
         ]
 
+        verdict_figures = {
+            s: embedded_figure(
+                f"{s}: throughput",
+                "Output tokens/s of each model alone (light) and co-located (dark), and their "
+                f"total{': ' + interval if has_whiskers(tput) else ''}.",
+                lambda s=s: throughput_figure(
+                    tput[tput["x"] == s], [s], precisions or [""], flagged, names, compact=True
+                ),
+            )
+            for s in scenarios
+        }
+    int4 = int4_section(precision_table, int4_table, estimates, names)
+    roofline_runs = prepare_roofline(runs)
+    wall = wall_section(
+        roofline_runs,
+        keys,
+        calibration,
+        prepare_contention(contention_table),
+        prepare_contention_curve(contention_curve_table),
+        prepare_contention_fits(contention_fits_table),
+        estimates,
+    )
+    cards = verdicts(keys, estimates, names, roofline_runs, calibration, wall is not None, int4,
+                     issues)  # fmt: skip
+    for card in cards:
+        card["figure"] = verdict_figures[card["scenario"]]
+        card["facts"] = describe(settings.get(card["scenario"]))
+        card["note"] = descriptions.get(card["scenario"], "")
+        card["anchor"] = scenario_anchor(card["scenario"])
+
     env_rows = list(_flatten({k: v for k, v in environment.items() if k != "config"}))
     config = environment.get("config")
     context = {
@@ -269,23 +309,19 @@ def render_report(
         "headline_tables": headline_tables(
             keys, issues, estimates, lookup, scaling_by_key, interference_by_key, names
         ),
-        "scenario_list": [(s, descriptions.get(s, "")) for s in scenarios],
+        "verdicts": cards,
+        "facts": {s: describe(settings.get(s)) for s in scenarios},
+        "has_intervals": estimates.has_intervals(),
+        "confidence": estimates.confidence_text,
+        "names": names,
         "figures": figures,
         "details": details(runs, scenarios, descriptions),
         "blocks": blocks_rows(blocks),
         "percentile_min_n": PERCENTILE_MIN_N,
-        "int4": int4_section(precision_table, int4_table, estimates, names),
+        "int4": int4,
         "schedules": schedules_section(runs, requests, keys, estimates, names),
         "telemetry": telemetry_section(runs, energy_table, telemetry_table, estimates),
-        "wall": wall_section(
-            prepare_roofline(runs),
-            keys,
-            calibration,
-            prepare_contention(contention_table),
-            prepare_contention_curve(contention_curve_table),
-            prepare_contention_fits(contention_fits_table),
-            estimates,
-        ),
+        "wall": wall,
         # None, not an empty table, where the metrics have no calibration.csv.
         "calibration": calibration_rows(calibration) if calibration_table is not None else None,
         "hardware_notes": unique_in_order(
@@ -310,6 +346,7 @@ def write_report(
     scenario_descriptions: dict,
     definitions: list[tuple[str, str]],
     hardware_notes: list[str] | None = None,
+    scenario_settings: dict[str, dict] | None = None,
 ) -> None:
     """Read the tables of dualbench.analysis from ``metrics_dir`` and write the report to
     ``out_html``."""
@@ -323,6 +360,7 @@ def write_report(
         scenario_descriptions=scenario_descriptions,
         definitions=definitions,
         hardware_notes=hardware_notes,
+        scenario_settings=scenario_settings,
         **{
             arg: read_csv(metrics_dir / METRICS_FILES[table])
             for arg, table in OPTIONAL_TABLES.items()

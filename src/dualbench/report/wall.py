@@ -193,7 +193,7 @@ def interference(est: Estimates, key: Key) -> tuple[list[str], bool]:
     return evidence, judged
 
 
-def _regime_text(found: dict[str, Any] | None) -> str:
+def regime_text(found: dict[str, Any] | None) -> str:
     if found is None:
         return "regime unknown (no valid alone run with a roofline regime in runs.csv)"
     mbu, mfu = fmt_pct(found["mbu"]), fmt_pct(found["mfu"])
@@ -216,14 +216,16 @@ def _effect_text(est: Estimates, key: Key, k: int) -> str:
     return f"co-location lowers total throughput by {fall}{each}"
 
 
-def _reason_text(
+def wall_reason(
     runs: pd.DataFrame, calibration: pd.DataFrame, est: Estimates, key: Key, k: int
-) -> tuple[str, bool]:
-    """(the reason, whether an input is missing); ``k``: how many models co-located."""
+) -> tuple[str, str]:
+    """(the reason, its kind: "wall" (bandwidth is the wall), "other" (interference below
+    the ceiling), "room" (bandwidth to spare), or "" where an input is missing); ``k``: how
+    many models co-located."""
     pair, _ = pair_bandwidth(runs, key)
     who = "the pair" if k == 2 else "the group"
     if not math.isfinite(pair):
-        return "no valid co-located run with a decode bandwidth to compare with the ceiling", True
+        return "no valid co-located run with a decode bandwidth to compare with the ceiling", ""
     ceiling = contended_total(calibration, key[1])
     if not (math.isfinite(ceiling) and ceiling > 0):
         where = (
@@ -231,17 +233,17 @@ def _reason_text(
             if calibration.empty
             else f"no contended total for {PRECISION_DTYPES.get(key[1], key[1])} in calibration.csv"
         )
-        return f"{where}: {who}'s {fmt_gbs(pair)} GB/s has no ceiling to compare with", True
+        return f"{where}: {who}'s {fmt_gbs(pair)} GB/s has no ceiling to compare with", ""
     share = fmt_pct(pair / ceiling)
     if pair / ceiling >= WALL_FRACTION:
         wall = "memory bandwidth is the wall"
-        return f"{who} reaches {share} of the contended copy bandwidth: {wall}", False
+        return f"{who} reaches {share} of the contended copy bandwidth: {wall}", "wall"
     evidence, judged = interference(est, key)
     if evidence:
         below = f"interference well below the bandwidth ceiling ({who[4:]} at {share})"
-        return f"{below}: not bandwidth alone — {'; '.join(evidence)}", False
+        return f"{below}: not bandwidth alone — {'; '.join(evidence)}", "other"
     text = f"{who} uses {share} of the contended bandwidth: room left"
-    return (text if judged else f"{text} (interference not judged: no slowdown verdict)"), False
+    return (text if judged else f"{text} (interference not judged: no slowdown verdict)"), "room"
 
 
 def wall_sentence(
@@ -252,9 +254,9 @@ def wall_sentence(
     k = len(members(COLOCATED, slot_names(runs)))
     found = alone_regime(runs, key)
     effect = _effect_text(est, key, k)
-    reason, missing = _reason_text(runs, calibration, est, key, k)
-    text = f"{'/'.join(key)}: {_regime_text(found)}; {effect}; {reason}."
-    return {"text": text, "missing": missing or found is None or "unknown" in effect}
+    reason, kind = wall_reason(runs, calibration, est, key, k)
+    text = f"{'/'.join(key)}: {regime_text(found)}; {effect}; {reason}."
+    return {"text": text, "missing": not kind or found is None or "unknown" in effect}
 
 
 # ---------------------------------------------------------------------------------------------
