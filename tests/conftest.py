@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_workdir, repeats_config, snakemake, tiny_config
+from tests.helpers import make_workdir, repeats_config, reuse_results, snakemake, tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +20,11 @@ def pipeline(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_repeats(tmp_path_factory) -> Path:
+def pipeline_repeats(pipeline, tmp_path_factory) -> Path:
     """A work directory after `snakemake report` on one tiny scenario in three repeat
-    blocks, bf16 and int4 (tests.helpers.repeats_config)."""
+    blocks, bf16 and int4 (tests.helpers.repeats_config), with the tiny pipeline's models and
+    calibration."""
     workdir = make_workdir(tmp_path_factory.mktemp("repeats"), repeats_config())
+    reuse_results(pipeline, workdir, "models", "calibration")
     snakemake(workdir, "report")
     return workdir

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,16 @@ def make_workdir(path: Path, config: dict) -> Path:
             link.symlink_to(REPO / name)
     write_config(path, config)
     return path
+
+
+def reuse_results(built: Path, workdir: Path, *parts: str) -> None:
+    """Copy ``parts`` of ``built``'s results (e.g. "models", "calibration") into
+    ``workdir``, where a test's own config would build the same ones: what is under test
+    there is not the model build or the calibration, and each costs the suite CI time. Without
+    Snakemake's metadata the copies count as up to date; a test that edits what they depend on
+    must build its own."""
+    for part in parts:
+        shutil.copytree(built / "results" / part, workdir / "results" / part)
 
 
 def write_config(workdir: Path, config: dict | str) -> None:

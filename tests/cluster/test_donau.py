@@ -24,7 +24,7 @@ from tests.cluster.common import (
     wait_for,
     why_it_failed,
 )
-from tests.helpers import REPO, make_workdir, planned_jobs, write_config
+from tests.helpers import REPO, make_workdir, planned_jobs, reuse_results, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -138,11 +138,13 @@ def test_standin_refuses_what_the_plugin_never_sends(tmp_path, argv, error):
 
 
 @pytest.fixture(scope="module")
-def donau(tmp_path_factory):
+def donau(pipeline, tmp_path_factory):
     """(work dir, environment with the stand-in on PATH, dry-run jobs, the stand-in's jobs
-    after the run)."""
+    after the run). The models are the tiny pipeline's: the Slurm tests submit their build,
+    here calibrations and the block are what goes through dsub."""
     env = standin_env(tmp_path_factory.mktemp("donau_state"))
     workdir = donau_workdir(tmp_path_factory.mktemp("donau_pipeline"))
+    reuse_results(pipeline, workdir, "models")
     planned = planned_jobs(workdir)
     done = donau_snakemake(workdir, env, "report")
     assert done.returncode == 0, why_it_failed(done, workdir)

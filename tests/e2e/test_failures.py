@@ -3,7 +3,6 @@ runs out of memory or hangs (injected with DUALBENCH_FAULT, the worker's test ho
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pandas as pd
@@ -11,7 +10,7 @@ import pytest
 
 from dualbench import config
 from dualbench.measure import runner
-from tests.helpers import make_workdir, snakemake, tiny_config
+from tests.helpers import make_workdir, reuse_results, snakemake, tiny_config
 
 pytestmark = pytest.mark.e2e
 
@@ -55,9 +54,10 @@ def test_hanging_worker_times_out(pipeline, tmp_path, monkeypatch):
 def test_pipeline_completes_and_reports_a_crashed_run(pipeline, tmp_path):
     cfg = tiny_config()
     del cfg["scenarios"]["mixed"]
+    cfg["precisions"] = ["bf16"]  # one precision shows what a crash does to the pipeline
     workdir = make_workdir(tmp_path / "crash", cfg)
-    # Reuse the built models: the failure, not the model build, is under test.
-    shutil.copytree(pipeline / "results/models", workdir / "results/models")
+    # The failure, not the model build or calibration, is under test.
+    reuse_results(pipeline, workdir, "models", "calibration")
     snakemake(workdir, "report", env={"DUALBENCH_FAULT": "B:crash"})
     runs = pd.read_csv(workdir / "results/metrics/runs.csv", keep_default_na=False)
     status = {(r.layout, r.slot): r.status for r in runs.itertuples()}
@@ -72,7 +72,7 @@ def test_pipeline_completes_and_reports_a_crashed_run(pipeline, tmp_path):
     sweep = pd.read_csv(workdir / "results/metrics/contention.csv")
     assert sweep[sweep["fraction"] == 0]["valid"].all()
     loaded = sweep[sweep["fraction"] > 0]
-    assert len(loaded) == 4 and not loaded["valid"].any()
+    assert len(loaded) == 2 and not loaded["valid"].any()
     assert loaded["invalid_reasons"].str.contains("no solo capacity of B").all()
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dualbench.analysis.lockstep import turn_stats
-from tests.helpers import make_workdir, snakemake
+from tests.helpers import make_workdir, reuse_results, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +41,9 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory):
+def replicas(pipeline, tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("replicas"), CONFIG)
+    reuse_results(pipeline, workdir, "models")  # A and B are the tiny pipeline's; C is built
     result = snakemake(workdir, "report")
     return workdir, result.stdout
 

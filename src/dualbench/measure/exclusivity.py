@@ -217,12 +217,14 @@ def check(
     kind: str,
     slots: dict[str, Slot],
     policy: dict | None,
-    window_s: float = WINDOW_S,
+    window_s: float | None = None,
     probes: Probes | None = None,
 ) -> dict:
     """The finding for ``slots`` ({name: Slot}) of backend ``kind`` under ``policy``
-    ({"mode", "busy_cpu_fraction"}, dualbench.config.exclusivity_policy; None: off)."""
+    ({"mode", "busy_cpu_fraction"}, dualbench.config.exclusivity_policy; None: off) over
+    windows of ``window_s`` (default WINDOW_S)."""
     policy = policy or OFF
+    window_s = WINDOW_S if window_s is None else window_s
     finding = {
         "verdict": "off",
         "policy": policy["mode"],
