@@ -14,6 +14,10 @@ min_version("9.11")
 configfile: "config/config.yaml"
 
 
+# The front page of Snakemake's own report (snakemake --report report.zip).
+report: "workflow/report/workflow.rst"
+
+
 # Checked against this machine (devices, cores; device: auto and precision native16 resolved)
 # only where the jobs run here: a cluster's login node is not the machine that measures. The
 # Snakefile is read before Snakemake picks the executor (workflow.local_exec is still True

@@ -2,7 +2,12 @@ rule report:
     input:
         **rules.aggregate.output,
     output:
-        "results/report/report.html",
+        # Also the "Report" category of Snakemake's own report (snakemake --report report.zip).
+        report(
+            "results/report/report.html",
+            caption="../report/report.rst",
+            category="Report",
+        ),
     log:
         "logs/report.log",
     params:
