@@ -291,7 +291,7 @@ def only_our_script(html: str) -> bool:
 
 def scenario_figures(html: str) -> int:
     """The verdicts' figures: one throughput figure per scenario's block."""
-    return html.count('<article class="card"')
+    return len(re.findall(r'<article class="[^"]*\bverdict-card\b', html))
 
 
 def test_one_self_contained_document(html):

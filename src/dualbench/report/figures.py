@@ -189,7 +189,7 @@ def embedded_figure(
         plt.close(fig_or_note)
     # The page may shrink a figure to its column, but never below the width at which its
     # smallest label reads READABLE_PX: narrower, the figure scrolls in its own box. (A
-    # figure without labels may shrink freely.)
+    # figure without tick or axis labels counts as one at READABLE_PX: it does not shrink.)
     smallest = round(smallest, 2) if math.isfinite(smallest) else READABLE_PX
     shrink_to = math.ceil(width_px * min(1.0, READABLE_PX / smallest))
     return {

@@ -151,7 +151,8 @@ def render_report(
     """The whole report as one self-contained HTML document (no network reference).
 
     ``hardware_notes``: what validation resolved against the machine (native16's dtype and
-    why, dtypes the device only emulates), shown first, beside every run's own warnings.
+    why, dtypes the device only emulates), shown after the verdicts, beside every run's own
+    warnings.
     ``scenario_settings``: each scenario's settings from the config (config.report_params),
     stated as facts above its free-text description."""
     runs = prepare_runs(runs)
@@ -275,11 +276,12 @@ def render_report(
         prepare_contention_fits(contention_fits_table),
         estimates,
     )
-    cards = verdicts(keys, estimates, names, roofline_runs, calibration, wall is not None, int4,
-                     issues)  # fmt: skip
+    facts = {s: describe(settings.get(s)) for s in scenarios}
+    shown_wall = wall is not None
+    cards = verdicts(keys, estimates, names, roofline_runs, calibration, shown_wall, int4, issues)
     for card in cards:
         card["figure"] = verdict_figures[card["scenario"]]
-        card["facts"] = describe(settings.get(card["scenario"]))
+        card["facts"] = facts[card["scenario"]]
         card["note"] = descriptions.get(card["scenario"], "")
         card["anchor"] = scenario_anchor(card["scenario"])
 
@@ -310,7 +312,7 @@ def render_report(
             keys, issues, estimates, lookup, scaling_by_key, interference_by_key, names
         ),
         "verdicts": cards,
-        "facts": {s: describe(settings.get(s)) for s in scenarios},
+        "facts": facts,
         "has_intervals": estimates.has_intervals(),
         "confidence": estimates.confidence_text,
         "names": names,

@@ -20,13 +20,11 @@ from typing import Any
 import pandas as pd
 
 from dualbench.config.vocabulary import COLOCATED
-from dualbench.report.estimates import Estimates
+from dualbench.report.estimates import Estimates, Key
 from dualbench.report.format import DASH
 from dualbench.report.int4 import SUM_SUFFIX
 from dualbench.report.layouts import members, slot_names
 from dualbench.report.wall import SLOWDOWN_ANSWERS, alone_regime, regime_text, wall_reason
-
-Key = tuple[str, str]
 
 # What limits a scenario, in a few words, by the kind of wall.wall_reason; with bandwidth to
 # spare ("room"), the alone runs' regime names it.
@@ -89,7 +87,7 @@ def _slowdowns(est: Estimates, key: Key, group: list[str]) -> list[dict[str, Any
         {
             "slot": slot,
             "parts": est.judged(key, "slowdown_throughput", f"{COLOCATED}/{slot}", "ratio"),
-        }  # fmt: skip
+        }
         for slot in (group if len(group) > 1 else [])
     ]
 
@@ -138,9 +136,9 @@ def verdicts(
 ) -> list[dict[str, Any]]:
     """One entry per scenario, in ``keys``' order: {"scenario", "keys": [one per precision:
     {"precision", "verdict", "kind", "adds", "slowdowns", "limit", "wall" (whether the wall
-    is known), "regime", "reason", "issues"}],
-    "int4"}. ``roofline_runs``: tables.prepare_roofline's runs; ``wall_shown``: whether the
-    report has its wall section (else no wall line)."""
+    is known), "regime", "reason", "issues"}], "int4"}. ``roofline_runs``: tables.
+    prepare_roofline's runs; ``wall_shown``: whether the report has its wall section (else
+    no wall line)."""
     group = members(COLOCATED, names)
     scenarios: dict[str, dict[str, Any]] = {}
     for key in keys:
