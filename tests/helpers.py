@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import yaml
@@ -155,3 +156,20 @@ def planned_jobs(workdir: Path, target: str = "report") -> set[tuple[str, str]]:
             jobs.add((rule, ""))
             rule = None
     return jobs
+
+
+def fake_nvml() -> tuple[types.ModuleType, list]:
+    """The part of a pynvml stand-in every NVML test needs: NVMLError, init and shutdown, and
+    handles "h<index>", each call recorded in the returned list ("init", ("handle", i),
+    "shutdown"). A test adds the queries its code makes (utilisation, processes, …)."""
+
+    class NVMLError(Exception):
+        pass
+
+    calls: list = []
+    mod = types.ModuleType("pynvml")
+    mod.NVMLError = NVMLError
+    mod.nvmlInit = lambda: calls.append("init")
+    mod.nvmlShutdown = lambda: calls.append("shutdown")
+    mod.nvmlDeviceGetHandleByIndex = lambda i: calls.append(("handle", i)) or f"h{i}"
+    return mod, calls

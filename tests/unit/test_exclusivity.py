@@ -27,7 +27,7 @@ from dualbench.measure.calibration import calibrate_to_file
 from dualbench.measure.sweep import run_sweep
 from dualbench.telemetry import npusmi, occupancy
 from dualbench.telemetry.npusmi import NpuProcess, NpuSmiError
-from tests.helpers import tiny_config
+from tests.helpers import fake_nvml, tiny_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "npu-smi"
 FAIL = {"mode": "fail", "busy_cpu_fraction": 0.5}
@@ -142,23 +142,14 @@ def test_without_npu_smi_the_verdict_is_unknown_never_a_failure(monkeypatch):
 
 def fake_pynvml(processes: dict[int, list], names: dict[int, object]):
     """A pynvml stand-in: ``processes`` per device index (compute ones), ``names`` by pid."""
-
-    class NVMLError(Exception):
-        pass
-
-    calls = []
-    mod = types.ModuleType("pynvml")
-    mod.NVMLError = NVMLError
-    mod.nvmlInit = lambda: calls.append("init")
-    mod.nvmlShutdown = lambda: calls.append("shutdown")
-    mod.nvmlDeviceGetHandleByIndex = lambda i: f"h{i}"
+    mod, calls = fake_nvml()
     mod.nvmlDeviceGetComputeRunningProcesses = lambda h: processes[int(h[1:])]
     # The same process may be listed as a graphics one too: counted once.
     mod.nvmlDeviceGetGraphicsRunningProcesses = lambda h: processes[int(h[1:])][:1]
 
     def name(pid):
         if pid not in names:
-            raise NVMLError("Not Found")
+            raise mod.NVMLError("Not Found")
         return names[pid]
 
     mod.nvmlSystemGetProcessName = name
@@ -182,7 +173,7 @@ def test_a_foreign_gpu_process_makes_the_slots_sharing_that_gpu_busy(monkeypatch
     assert finding["busy"] == [{"slot": "A", **entry}, {"slot": "B", **entry}]
     assert finding["message"].startswith("slots A, B (cuda:0) are busy: pid 4242 (python3)")
     assert [c["verdict"] for c in finding["checked"]] == ["busy", "clear"]
-    assert calls == ["init", "shutdown"]
+    assert calls == ["init", ("handle", 0), ("handle", 1), "shutdown"]
 
 
 def test_only_our_own_processes_on_the_gpu_is_clear(monkeypatch):

@@ -34,6 +34,7 @@ from dualbench.report.tables import (
     prepare_roofline,
     prepare_runs,
 )
+from dualbench.report.verdicts import wall_brief
 from dualbench.report.wall import (
     WALL_FRACTION,
     alone_regime,
@@ -256,6 +257,23 @@ def test_no_interference_below_the_ceiling_leaves_room():
     s = sentence(wall_runs(co_bw=5 * GB), est=answers("equivalent"))
     assert s["text"].endswith("the pair uses 42% of the contended bandwidth: room left.")
     assert not s["missing"]
+
+
+def test_the_verdicts_name_the_limit_the_sentence_gives():
+    def limit(co_bw, est=None, cal=None):
+        runs = prepare_roofline(prepare_runs(wall_runs(co_bw=co_bw)))
+        cal = prepare_calibration(calibration() if cal is None else cal)
+        return wall_brief(KEY, runs, cal, answers() if est is None else est)
+
+    at_ceiling = limit(10 * GB)
+    assert at_ceiling["limit"] == "memory bandwidth"
+    assert at_ceiling["reason"].endswith("memory bandwidth is the wall")
+    assert at_ceiling["regime"] == "bandwidth-bound, 75% of measured peak bandwidth (MBU)"
+    assert limit(5 * GB)["limit"] == "a shared resource besides bandwidth"
+    assert limit(5 * GB, est=answers("equivalent"))["limit"] == (
+        "bandwidth-bound, bandwidth to spare"
+    )
+    assert limit(10 * GB, cal=pd.DataFrame())["limit"] == "unknown"
 
 
 def test_a_missing_calibration_is_said():

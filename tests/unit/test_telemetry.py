@@ -14,6 +14,7 @@ from dualbench.analysis.telemetry import reduce_run_telemetry as summarize
 from dualbench.measure.slot_model import sample_utilization
 from dualbench.telemetry import sampler as tsampler
 from dualbench.telemetry import sources as tsources
+from tests.helpers import fake_nvml
 
 S = 1_000_000_000
 
@@ -270,14 +271,7 @@ def test_active_fraction_clips_to_the_window():
 def _fake_pynvml(energy_supported: bool):
     import types
 
-    class NVMLError(Exception):
-        pass
-
-    calls = []
-    mod = types.ModuleType("pynvml")
-    mod.NVMLError = NVMLError
-    mod.nvmlInit = lambda: calls.append("init")
-    mod.nvmlDeviceGetHandleByIndex = lambda i: calls.append(("handle", i)) or f"h{i}"
+    mod, calls = fake_nvml()
     mod.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=87, memory=40)
     mod.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=7 * 2**30, total=80)
     mod.nvmlDeviceGetPowerUsage = lambda h: 312_500  # mW
@@ -286,7 +280,7 @@ def _fake_pynvml(energy_supported: bool):
 
     def energy(h):
         if not energy_supported:
-            raise NVMLError("Not Supported")
+            raise mod.NVMLError("Not Supported")
         return 1_234_567  # mJ since driver load
 
     mod.nvmlDeviceGetTotalEnergyConsumption = energy

@@ -155,8 +155,8 @@ def details(
     return out
 
 
-def _row_cells(records: list[dict], text_of, bad_of) -> list[dict[str, Any]]:
-    return [{"text": text_of(r), "bad": bad_of(r), "num": False, "approx": False} for r in records]
+def _text_cell(text: str, bad: bool) -> dict[str, Any]:
+    return {"text": text, "bad": bad, "num": False, "approx": False}
 
 
 def _detail_table(records: list[dict]) -> dict[str, Any]:
@@ -187,16 +187,12 @@ def _detail_table(records: list[dict]) -> dict[str, Any]:
                 )
             body.append({"name": name, "cells": cells})
         if group == "Run":
-            valid = _row_cells(records, lambda r: "yes" if r["valid"] else "no",
-                               lambda r: not r["valid"])  # fmt: skip
+            valid = [_text_cell("yes" if r["valid"] else "no", not r["valid"]) for r in records]
             body.insert(1, {"name": "Valid", "cells": valid})
             # Tracebacks can be long; the failures section shows them whole.
             notes = [clip(r["error"] or r["invalid_reasons"], 160) for r in records]
             if any(notes):
-                cells = [
-                    {"text": n or DASH, "bad": bool(n), "num": False, "approx": False}
-                    for n in notes
-                ]
+                cells = [_text_cell(n or DASH, bool(n)) for n in notes]
                 body.insert(2, {"name": "Error / reasons", "cells": cells})
         groups.append({"name": group, "rows": body})
     return {"columns": columns, "groups": groups}
