@@ -29,8 +29,8 @@ def default_config() -> dict:
     return yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
-def run_pipeline(cfg: dict, prefix: str, target: str = "report") -> tuple[Path, float]:
-    """`snakemake --cores all <target>` on ``cfg`` in a new temporary work directory (links to
+def run_pipeline(cfg: dict, prefix: str, target: str | list[str] = "report") -> tuple[Path, float]:
+    """`snakemake --cores all <target...>` on ``cfg`` in a new temporary work directory (links to
     the repository's Snakefile and workflow/); returns the directory and the seconds it took.
     Exits with the tail of Snakemake's stderr when it fails."""
     work = Path(tempfile.mkdtemp(prefix=prefix))
@@ -40,7 +40,14 @@ def run_pipeline(cfg: dict, prefix: str, target: str = "report") -> tuple[Path, 
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "all", target],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "all",
+            *([target] if isinstance(target, str) else target),
+        ],  # fmt: skip
         cwd=work,
         capture_output=True,
         text=True,

@@ -32,8 +32,10 @@ TINY_CONFIG = {
             "description": "short prompts",
             "prompt_tokens": 16,
             "new_tokens": 8,
-            "duration_s": 1.0,
+            "trial_s": 1.0,
             "min_requests": 2,
+            # One round: the rounds' own behaviour has its tests (repeats_config, units).
+            "rounds": 1,
             # The smallest sweep: the victim alone, at half and at full neighbour capacity.
             "sweep": {"victim": "A", "fractions": [0, 0.5, 1.0]},
         },
@@ -41,8 +43,9 @@ TINY_CONFIG = {
             "description": "A short, B long",
             "prompt_tokens": 16,
             "new_tokens": 8,
-            "duration_s": 1.0,
+            "trial_s": 1.0,
             "min_requests": 2,
+            "rounds": 1,
             "slots": {"B": {"prompt_tokens": 96, "batch_size": 2}},
         },
     },
@@ -86,13 +89,13 @@ REPEATS = 3
 
 
 def repeats_config() -> dict:
-    """The tiny config cut to its short scenario, in REPEATS blocks."""
+    """The tiny config cut to its short scenario, in REPEATS rounds."""
     cfg = tiny_config()
     del cfg["scenarios"]["mixed"]
     # The sweep's intervals over blocks are tested on hand-made tables: 18 more runs here
     # would cost CI minutes for no behaviour the unit tests miss.
     del cfg["scenarios"]["short"]["sweep"]
-    cfg["repeats"] = REPEATS
+    cfg["scenarios"]["short"]["rounds"] = REPEATS
     return cfg
 
 

@@ -19,15 +19,16 @@ def _cmd_check_config(args) -> None:
     cfg = config.load(args.config, Machine())
     for line in cfg["resolved"]["notes"] + cfg["resolved"]["warnings"]:
         print(f"{args.config}: {line}")
-    blocks = len(cfg["scenarios"]) * len(cfg["precisions"]) * cfg["repeats"]
-    runs = blocks * len(cfg["layouts"])
-    sweeps = [sc["sweep"] for sc in cfg["scenarios"].values() if sc["sweep"]]
-    per_grid = len(cfg["precisions"]) * cfg["repeats"]
-    points = sum(len(sweep["fractions"]) for sweep in sweeps) * per_grid
+    sessions = len(cfg["scenarios"]) * len(cfg["precisions"])
+    per_round = sum(
+        len(cfg["layouts"]) + (len(sc["sweep"]["fractions"]) if sc["sweep"] else 0)
+        for sc in cfg["scenarios"].values()
+    ) * len(cfg["precisions"])
+    rounds = {sc["rounds"] for sc in cfg["scenarios"].values()}
     calibrations = len(model_names(cfg)) * len(config.calibration_dtypes(cfg))
     print(
-        f"{args.config}: valid ({runs} runs in {blocks} blocks, {points} sweep runs in "
-        f"{len(sweeps) * per_grid} sweep blocks, {calibrations} calibrations)"
+        f"{args.config}: valid ({sessions} sessions, {per_round} trials a round, rounds "
+        f"{', '.join(map(str, sorted(rounds, key=str)))}; {calibrations} calibrations)"
     )
 
 

@@ -36,7 +36,7 @@ def test_every_run_and_slot_is_measured_valid(tables):
     assert runs.valid.all(), runs.invalid_reasons.tolist()
     assert (runs.output_tokens > 0).all() and (runs.throughput_tok_s > 0).all()
     for _, row in runs.iterrows():
-        duration = TINY_CONFIG["scenarios"][row.scenario]["duration_s"]
+        duration = TINY_CONFIG["scenarios"][row.scenario]["trial_s"]
         assert row.window_s >= 0.99 * duration
         assert row.requests >= 2
         assert row.ttft_ms_p50 > 0 and row.tpot_ms_p50 > 0
@@ -47,14 +47,18 @@ def test_every_run_and_slot_is_measured_valid(tables):
 def test_output_length_is_exactly_the_asked_one(tables, pipeline):
     requests = tables["requests"]
     assert set(requests.new_tokens) == {8}
-    record = json.loads((pipeline / "results/runs/short/bf16/r1/colocated/run.json").read_text())
+    record = json.loads(
+        (pipeline / "results/sessions/short/bf16/r1/colocated/run.json").read_text()
+    )
     for slot in record["slots"].values():
         for call in slot["result"]["calls"]:
             assert call["delivered"] == 8 and len(call["token_ns"]) == 8
 
 
 def test_colocated_slots_overlap_on_disjoint_cores(pipeline, tables):
-    record = json.loads((pipeline / "results/runs/mixed/bf16/r1/colocated/run.json").read_text())
+    record = json.loads(
+        (pipeline / "results/sessions/mixed/bf16/r1/colocated/run.json").read_text()
+    )
     cores = [set(s["slot"]["cores"]) for s in record["slots"].values()]
     assert cores[0] and cores[1] and not cores[0] & cores[1]
     co = tables["runs"].query("layout == 'colocated'")
@@ -182,11 +186,11 @@ def test_every_valid_run_has_its_roofline_against_the_calibration(tables, pipeli
 
 
 def test_the_sweep_runs_the_victim_beside_the_neighbours_rising_rate(pipeline):
-    sweeps = pipeline / "results/sweeps/short"
+    sessions = pipeline / "results/sessions/short"
     for precision in ("bf16", "int4"):
-        points = sorted(p.parent.name for p in (sweeps / precision / "r1").glob("*/run.json"))
+        points = sorted(p.parent.name for p in (sessions / precision).glob("r1/sweep/*/run.json"))
         assert points == ["f0", "f0.5", "f1"]
-        loaded = json.loads((sweeps / precision / "r1/f1/run.json").read_text())
+        loaded = json.loads((sessions / precision / "r1/sweep/f1/run.json").read_text())
         assert loaded["status"] == "ok" and loaded["spec"]["layout"] == "colocated:A+B"
         b = loaded["slots"]["B"]
         assert (
@@ -196,6 +200,8 @@ def test_the_sweep_runs_the_victim_beside_the_neighbours_rising_rate(pipeline):
         assert b["settings"]["arrival"]["rate_rps"] == pytest.approx(
             loaded["spec"]["sweep"]["capacity_rps"]
         )
+        # the rate comes from B's alone trial of the session, which round 1 runs first
+        assert loaded["spec"]["sweep"]["capacity_from"] == "its alone trial of round 1"
     table = pd.read_csv(pipeline / "results/metrics/contention.csv")
     assert len(table) == 6 and table["valid"].all()
     assert sorted(table["fraction"].unique()) == [0, 0.5, 1.0]

@@ -28,7 +28,7 @@ def metrics(pipeline_repeats):
 
 
 def records(workdir, precision: str, repeat: int) -> dict[str, dict]:
-    base = workdir / f"results/runs/short/{precision}/r{repeat}"
+    base = workdir / f"results/sessions/short/{precision}/r{repeat}"
     return {lay: json.loads((base / lay / "run.json").read_text()) for lay in LAYOUTS}
 
 
@@ -108,23 +108,16 @@ def test_report_shows_every_verdict(pipeline_repeats, metrics):
     assert "one repeat: no interval" not in html
 
 
-def test_fewer_repeats_rerun_only_aggregate_and_report(pipeline_repeats):
+def test_editing_the_rounds_reruns_that_scenarios_sessions(pipeline_repeats):
+    """A session's rounds are its cache key: fewer or more of them measure it again (its
+    rounds were interleaved with each other, so they are not kept piecemeal)."""
     cfg = repeats_config()
     try:
-        cfg["repeats"] = REPEATS - 1
+        cfg["scenarios"]["short"]["rounds"] = REPEATS + 2
         write_config(pipeline_repeats, cfg)
         assert planned_jobs(pipeline_repeats) - {("all", "")} == {
-            ("aggregate", "results/metrics/runs.csv"),
-            ("report", "results/report/report.html"),
-        }
-        cfg["repeats"] = REPEATS + 2
-        write_config(pipeline_repeats, cfg)
-        new = {
-            ("block", f"results/runs/short/{p}/r{r}/alone_A/run.json")
-            for p in PRECISIONS
-            for r in (REPEATS + 1, REPEATS + 2)
-        }
-        assert planned_jobs(pipeline_repeats) - {("all", "")} == new | {
+            ("session", "results/sessions/short/bf16"),
+            ("session", "results/sessions/short/int4"),
             ("aggregate", "results/metrics/runs.csv"),
             ("report", "results/report/report.html"),
         }
@@ -132,8 +125,35 @@ def test_fewer_repeats_rerun_only_aggregate_and_report(pipeline_repeats):
         write_config(pipeline_repeats, repeats_config())
 
 
-def test_the_block_spec_is_the_cache_key_of_its_order():
+def test_a_session_records_its_rounds_and_why_it_stopped(pipeline_repeats, metrics):
+    sessions = pd.read_csv(pipeline_repeats / "results/metrics/sessions.csv")
+    assert len(sessions) == len(PRECISIONS)
+    assert (sessions.rounds == REPEATS).all() and (sessions.stopped == "rounds done").all()
+    assert (sessions.trials == REPEATS * len(LAYOUTS)).all()
+    assert (sessions.window_seconds <= sessions.seconds).all()
+    for precision in PRECISIONS:
+        summary = json.loads(
+            (pipeline_repeats / f"results/sessions/short/{precision}/session.json").read_text()
+        )
+        # every verdict-bearing answer's half-width, at the stop
+        assert set(summary["half_widths"]) >= {
+            "slowdown_throughput colocated/A",
+            "slowdown_tpot_p50 colocated/B",
+            "scaling_efficiency colocated",
+        }
+        # loaded once per session, one process per slot
+        assert set(summary["processes"]["processes"]) == {"A", "B"}
+        for repeat in range(1, REPEATS + 1):
+            recs = records(pipeline_repeats, precision, repeat)
+            # alone means alone: the idle neighbour computed (next to) nothing
+            idle = recs["alone_A"]["idle_processes"]["B"]["cpu_s"]
+            window = recs["alone_A"]["elapsed_s"]
+            assert idle < 0.05 * window, (idle, window)
+
+
+def test_the_session_spec_is_the_cache_key_of_its_trials():
     cfg = config.validate(repeats_config())
-    spec = config.block_spec(cfg, "short", "bf16", 2)
-    assert spec["order"] == block_order(LAYOUTS, 0, "short", "bf16", 2)
-    assert [spec["runs"][lay]["position"] for lay in spec["order"]] == [1, 2, 3]
+    spec = config.session_spec(cfg, "short", "bf16")
+    assert list(spec["trials"]) == LAYOUTS
+    assert spec["rounds"] == REPEATS and spec["baseline"] is None
+    assert config.session_spec(cfg, "short", "int4")["baseline"] == "bf16"

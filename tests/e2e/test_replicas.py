@@ -31,7 +31,13 @@ CONFIG = {
     "precisions": ["bf16"],
     "layouts": LAYOUTS,
     "scenarios": {
-        "short": {"prompt_tokens": 16, "new_tokens": 8, "duration_s": 1.0, "min_requests": 2}
+        "short": {
+            "prompt_tokens": 16,
+            "new_tokens": 8,
+            "trial_s": 1.0,
+            "min_requests": 2,
+            "rounds": 1,
+        }
     },
     "calibration": {"repeats": 3, "copy_mib": 8, "matmul_n": 128},
     "telemetry": {"idle_s": 0.5},
@@ -49,7 +55,7 @@ def replicas(pipeline, tmp_path_factory):
 
 
 def run_record(workdir, layout: str) -> dict:
-    return json.loads((workdir / f"results/runs/short/bf16/r1/{layout}/run.json").read_text())
+    return json.loads((workdir / f"results/sessions/short/bf16/r1/{layout}/run.json").read_text())
 
 
 def test_every_layout_ran_and_validation_said_oversubscribed(replicas):

@@ -33,14 +33,14 @@ PROFILE = ("--workflow-profile", str(REPO / "profiles/default"))
 IN_WINDOW = re.compile(r"slot [AB] \d+/\d+ requests, [\d.]+ s into the window")
 
 
-def stop_config(duration_s: float) -> dict:
+def stop_config(trial_s: float) -> dict:
     """The tiny config cut to one run: short/bf16/colocated."""
     cfg = tiny_config()
     del cfg["scenarios"]["mixed"]
     cfg["precisions"] = ["bf16"]
     cfg["layouts"] = ["colocated"]
     del cfg["scenarios"]["short"]["sweep"]  # a sweep needs the alone layouts
-    cfg["scenarios"]["short"]["duration_s"] = duration_s
+    cfg["scenarios"]["short"]["trial_s"] = trial_s
     return cfg
 
 
@@ -133,7 +133,7 @@ def ctrl_c(pipeline, tmp_path_factory, request) -> CtrlC:
         exit_code = proc.wait(timeout=60)
     finally:
         kill_leftovers(workdir, proc)
-    records_left = list((workdir / "results/runs").rglob("run.json"))
+    records_left = list((workdir / "results/sessions").rglob("run.json"))
     # A short window this time: the edit changes the run's params too, which must not matter.
     write_config(workdir, stop_config(1.0))
     rerun = snakemake(workdir, *PROFILE, "report", check=False)
@@ -144,7 +144,7 @@ def ctrl_c(pipeline, tmp_path_factory, request) -> CtrlC:
         exit_code=exit_code,
         records_left=records_left,
         rerun=rerun,
-        records_after_rerun=list((workdir / "results/runs").rglob("run.json")),
+        records_after_rerun=list((workdir / "results/sessions").rglob("run.json")),
     )
 
 
@@ -170,7 +170,11 @@ def test_progress_lines_show_in_snakemake_output(ctrl_c):
     out = ctrl_c.rerun.stdout
     run = "dualbench run short/bf16/colocated: "
     for slot in "AB":
-        assert re.search(rf"{run}slot {slot} loaded in [\d.]+ s, warmed up in [\d.]+ s", out)
+        assert re.search(
+            rf"dualbench session short/bf16: slot {slot} loaded in [\d.]+ s, "
+            r"warmed up in [\d.]+ s",
+            out,
+        )
         assert re.search(
             rf"{run}slot {slot} \d+/2 requests, [\d.]+ s into the window, "
             r"(~\d+ s to go|<1 s to go|criteria met)",

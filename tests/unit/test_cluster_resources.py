@@ -76,8 +76,7 @@ def test_measuring_rules_carry_the_request(tmp_path):
         "fetch_model": False,
         "convert": False,
         "calibrate": True,
-        "block": True,
-        "sweep": True,
+        "session": True,
         "aggregate": False,
         "report": False,
     }
@@ -88,8 +87,7 @@ def test_the_gres_name_is_no_cache_key():
     plain = validated(slots=["npu:0", "npu:1"])
     typed = validated(slots=["npu:0", "npu:1"], cluster={"npu_gres": "npu:910b"})
     for params in (
-        lambda c: config.block_params(c, "short", "bf16", 1),
-        lambda c: config.sweep_params(c, "short", "bf16", 1),
+        lambda c: config.session_params(c, "short", "bf16"),
         lambda c: config.calibration_params(c, "A", "bfloat16"),
         config.aggregate_params,
         config.report_params,

@@ -19,12 +19,10 @@ import pytest
 from dualbench import config
 from dualbench.backends.base import Slot
 from dualbench.errors import DeviceError, user_errors_exit
-from dualbench.measure import block as block_module
 from dualbench.measure import exclusivity
-from dualbench.measure import sweep as sweep_module
-from dualbench.measure.block import run_block
+from dualbench.measure import rounds as rounds_module
 from dualbench.measure.calibration import calibrate_to_file
-from dualbench.measure.sweep import run_sweep
+from dualbench.measure.rounds import run_session
 from dualbench.telemetry import npusmi, occupancy
 from dualbench.telemetry.npusmi import NpuProcess, NpuSmiError
 from tests.helpers import fake_nvml, tiny_config
@@ -301,57 +299,75 @@ def test_off_checks_nothing(monkeypatch):
     assert finding["verdict"] == finding["policy"] == "off" and finding["checked"] == []
 
 
-def test_warn_logs_one_line_and_the_runs_proceed(monkeypatch, tmp_path, cfg, busy_machine, capsys):
-    block = config.block_spec(cfg, "short", "bf16", 1)
-    started = []
+class RecordingSession:
+    """A stand-in for the warm processes of dualbench.measure.session: each trial is noted
+    with the exclusivity finding it was handed, and measures nothing."""
 
-    def measured(spec, models, out, work, finding):
-        started.append((spec["layout"], finding["verdict"], finding["policy"]))
+    def __init__(self, started: list):
+        self.started = started
+
+    def __call__(self, plan, models, work_dir, sources=None):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def trial(self, spec, work_dir, telemetry_csv, exclusivity=None):
+        self.started.append((spec.get("sweep", {}).get("fraction", spec["layout"]),
+                             exclusivity["verdict"], exclusivity["policy"]))  # fmt: skip
+        return {"spec": spec, "status": "ok", "error": "", "slots": {}}
+
+    def describe(self):
         return {}
 
-    monkeypatch.setattr(block_module, "run_to_file", measured)
-    out_paths = dict.fromkeys(block["order"], tmp_path / "run.json")
-    run_block(block, MODELS, out_paths, tmp_path, WARN)
-    assert started == [(layout, "busy", "warn") for layout in block["order"]]
+
+def one_round(cfg, scenario="short"):
+    return {**config.session_spec(cfg, scenario, "bf16"), "rounds": 1}
+
+
+def test_warn_logs_one_line_and_the_trials_proceed(
+    monkeypatch, tmp_path, cfg, busy_machine, capsys
+):
+    session = one_round(cfg)
+    started = []
+    monkeypatch.setattr(rounds_module, "Session", RecordingSession(started))
+    run_session(session, MODELS, tmp_path / "out", tmp_path / "w", WARN,
+                capacity=lambda record, slot: (1.0, ""))  # fmt: skip
+    # every layout and every sweep point of the round, each with the one finding
+    assert sorted(map(str, (s for s, _, _ in started))) == sorted(
+        map(str, ["alone_A", "alone_B", "colocated", 0.0, 0.5, 1.0])
+    )
+    assert {(v, p) for _, v, p in started} == {("busy", "warn")}
     (line,) = capsys.readouterr().err.splitlines()[:1]
     assert line.startswith("dualbench: warning: slot A (cpu cores ")
     assert line.endswith("measuring anyway (run.exclusivity: warn)")
 
 
-def test_fail_ends_a_busy_block_with_one_line_and_writes_nothing(
+def test_fail_ends_a_busy_session_with_one_line_and_writes_nothing(
     tmp_path, cfg, busy_machine, monkeypatch
 ):
-    """Under fail a busy block measures nothing and leaves no output, so that Snakemake
+    """Under fail a busy session measures nothing and leaves no output, so that Snakemake
     counts the job as failed and tries it again next time: a busy slot is a passing state of
     the machine, not a result to cache."""
-    monkeypatch.setattr(block_module, "run_to_file", not_called)
-    block = config.block_spec(cfg, "short", "bf16", 1)
-    out_paths = {layout: tmp_path / layout / "run.json" for layout in block["order"]}
+    monkeypatch.setattr(rounds_module, "Session", not_called)
     with pytest.raises(DeviceError) as refused:
-        run_block(block, MODELS, out_paths, tmp_path / "workers", FAIL)
+        run_session(one_round(cfg), MODELS, tmp_path / "out", tmp_path / "workers", FAIL)
     line = str(refused.value)
     assert line.startswith("slot A (cpu cores ") and " is busy: core " in line
     assert line.endswith("free the cores or set run.exclusivity: warn")
     assert "\n" not in line
-    assert not any(p.exists() for p in out_paths.values())
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_busy_job_exits_with_its_line_and_no_traceback(tmp_path, cfg, busy_machine, capsys):
-    block = config.block_spec(cfg, "short", "bf16", 1)
     with pytest.raises(SystemExit) as stopped, user_errors_exit():
-        run_block(block, MODELS, {}, tmp_path / "workers", FAIL)
+        run_session(one_round(cfg), MODELS, tmp_path / "out", tmp_path / "workers", FAIL)
     assert stopped.value.code != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is busy: core" in err and "Traceback" not in err
-
-
-def test_a_busy_sweep_measures_no_point(tmp_path, cfg, busy_machine, monkeypatch):
-    monkeypatch.setattr(sweep_module, "run_to_file", not_called)
-    sweep = config.sweep_spec(cfg, "short", "bf16", 1)
-    out_paths = {point: tmp_path / point / "run.json" for point in sweep["order"]}
-    with pytest.raises(DeviceError, match="is busy"):
-        run_sweep(sweep, None, "alone run failed", MODELS, out_paths, tmp_path / "w", FAIL)
-    assert not any(p.exists() for p in out_paths.values())
 
 
 def test_a_busy_calibration_starts_no_probe_and_writes_nothing(tmp_path, cfg, busy_machine):

@@ -76,21 +76,21 @@ def test_bf16_on_a_pre_ampere_gpu_is_flagged():
 
 
 def test_a_run_record_carries_the_warning_of_its_host(monkeypatch):
-    from dualbench.measure import runner
+    from dualbench.measure import trial_record
 
-    monkeypatch.setattr(runner, "cpu_facts", lambda: AVX2)
+    monkeypatch.setattr(trial_record, "cpu_facts", lambda: AVX2)
     slots = {"A": {"result": None}, "B": {"result": {"device_info": {"kind": "cpu"}}}}
-    (warning,) = runner.dtype_warnings("cpu", "bf16", slots)
+    (warning,) = trial_record.dtype_warnings("cpu", "bf16", slots)
     assert warning.startswith("bf16 is emulated on this CPU")
-    assert runner.dtype_warnings("cpu", "fp32", slots) == []
-    monkeypatch.setattr(runner, "cpu_facts", lambda: AVX512_BF16)
-    assert runner.dtype_warnings("cpu", "bf16", slots) == []
+    assert trial_record.dtype_warnings("cpu", "fp32", slots) == []
+    monkeypatch.setattr(trial_record, "cpu_facts", lambda: AVX512_BF16)
+    assert trial_record.dtype_warnings("cpu", "bf16", slots) == []
 
 
 def test_a_gpu_run_is_judged_by_its_workers_capability(monkeypatch):
-    from dualbench.measure import runner
+    from dualbench.measure import trial_record
 
     info = {"device_info": {"kind": "cuda", "compute_capability": [7, 5]}}
     slots = {"A": {"result": info}, "B": {"result": None}}
-    assert "sm75" in runner.dtype_warnings("cuda", "bf16", slots)[0]
-    assert runner.dtype_warnings("cuda", "fp16", slots) == []
+    assert "sm75" in trial_record.dtype_warnings("cuda", "bf16", slots)[0]
+    assert trial_record.dtype_warnings("cuda", "fp16", slots) == []

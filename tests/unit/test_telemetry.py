@@ -320,7 +320,7 @@ def test_cuda_without_nvidia_ml_py_says_how_to_install(monkeypatch):
 def test_the_idle_baseline_is_waited_for_only_where_energy_is_measured(tmp_path):
     """The idle draw serves the net energy alone: CPU time sources give none, so a run
     without a power or energy source starts its workers at once."""
-    from dualbench.measure.runner import idle_baseline_s
+    from dualbench.measure.trial_record import idle_baseline_s
     from dualbench.telemetry.sources import ProcessCpuSource, RaplSource
 
     settings = {"idle_s": 2}

@@ -146,45 +146,25 @@ def test_a_worker_whose_parent_died_before_it_was_tied_exits_at_once():
     assert "is gone" in out.stderr
 
 
-def test_a_free_run_worker_spec_keeps_its_keys(tmp_path):
-    """Lockstep and single-thread runs add to the worker spec; a free run's stays as it was
-    (no ring, no members), for one slot, with the slot's own environment."""
-    from dualbench.backends import Slot
-    from dualbench.backends.cpu import CpuBackend
-    from dualbench.measure.launch import worker_launch, worker_processes
+def test_a_session_plan_holds_the_processes_its_trials_need():
+    """A session's processes: one per slot of its free and lockstep trials, one more for a
+    single-thread trial's slots; a trial's arrivals are not the worker's (the trial sets
+    them); an int4 run's kernel reaches the workers (int4.kernel: reference was once dropped,
+    so every int4 run used the native kernel whatever the config said)."""
+    from dualbench.measure.session import session_plan
 
-    spec = {
-        "seed": 3,
-        "duration_s": 1.0,
-        "slots": {"A": {"model": "A"}, "B": {"model": "B"}},
-        "allocator": "",
-    }
-    slot = Slot("B", "cpu", None, (1,))
-    launch = worker_launch(
-        spec, CpuBackend(), {"B": slot}, {"B": "m"}, tmp_path, {"enabled": False}
-    )
-    assert list(launch["worker_spec"]) == [
-        "backend",
-        "slot",
-        "settings",
-        "model_dir",
-        "seed",
-        "duration_s",
-        "result_path",
-        "telemetry_interval_s",
-    ]
-    assert launch["env"] == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    assert worker_processes(["A", "B"], "free") == {"A": ["A"], "B": ["B"]}
-    assert worker_processes(["A", "B"], "lockstep") == {"A": ["A"], "B": ["B"]}
-    assert worker_processes(["A", "B"], "single_thread") == {"A+B": ["A", "B"]}
-    # An int4 run's kernel reaches the worker (int4.kernel: reference was once dropped here,
-    # so every int4 run used the native kernel whatever the config said).
-    launch = worker_launch(
-        {**spec, "int4_kernel": "reference"},
-        CpuBackend(),
-        {"B": slot},
-        {"B": "m"},
-        tmp_path,
-        {"enabled": False},
-    )
-    assert launch["worker_spec"]["int4_kernel"] == "reference"
+    def spec(layout, slots, schedule=None, **extra):
+        settings = {n: {"model": n, "batch_size": 1, "device": "auto"} for n in slots}
+        out = {"layout": layout, "device": "cpu", "seed": 3, "timeout_s": 60, "slots": settings}
+        return {**out, **({"schedule": schedule} if schedule else {}), **extra}
+
+    sweep = spec("colocated", "AB")
+    sweep["slots"]["B"]["arrival"] = {"process": "poisson", "rate_rps": 2.0}
+    plan = session_plan([spec("alone_A", "A"), sweep, spec("lockstep", "AB", "lockstep")])
+    assert plan["solo"] == ["A", "B"] and plan["group"] == [] and plan["lockstep"]
+    assert "arrival" not in plan["slots"]["B"]
+    assert "int4_kernel" not in plan
+    plan = session_plan([spec("single_thread_streams", "AB", "single_thread")])
+    assert plan["solo"] == [] and plan["group"] == ["A", "B"] and not plan["lockstep"]
+    plan = session_plan([spec("alone_B", "B", int4_kernel="reference")])
+    assert plan["solo"] == ["B"] and plan["int4_kernel"] == "reference"

@@ -1,7 +1,9 @@
 """The cache contract (DESIGN §4): after a complete run, each config edit reschedules exactly
-the jobs that read what changed, and nothing else. The unit of measurement is a repeat block
-(every layout of a scenario and precision, back to back): an edit that changes one of its runs
-reruns the block, so its alone and co-located runs stay side by side in time."""
+the jobs that read what changed, and nothing else. The unit of measurement is a session (every
+round of every layout and sweep point of a scenario and precision, interleaved on warm
+workers): an edit that changes one of its trials reruns the session, so its alone and
+co-located trials stay side by side in time. An INT4 session reads the dense session of its
+scenario (INT4's ratios are judged against it), so it follows that one."""
 
 from __future__ import annotations
 
@@ -19,22 +21,9 @@ AGG_REPORT = {
 PRECISIONS = ("bf16", "int4")  # tests.helpers.TINY_CONFIG
 
 
-def blocks(scenario: str, precisions=PRECISIONS, repeats=(1,)) -> set[tuple[str, str]]:
-    """Block jobs, named by their first output: the first layout's run record."""
-    return {
-        ("block", f"results/runs/{scenario}/{precision}/r{repeat}/alone_A/run.json")
-        for precision in precisions
-        for repeat in repeats
-    }
-
-
-def sweeps(scenario: str = "short", precisions=PRECISIONS, repeats=(1,)) -> set[tuple[str, str]]:
-    """Contention sweep jobs (tests.helpers.TINY_CONFIG sweeps its short scenario)."""
-    return {
-        ("sweep", f"results/sweeps/{scenario}/{precision}/r{repeat}")
-        for precision in precisions
-        for repeat in repeats
-    }
+def sessions(scenario: str, precisions=PRECISIONS) -> set[tuple[str, str]]:
+    """Session jobs, named by their output folder."""
+    return {("session", f"results/sessions/{scenario}/{precision}") for precision in precisions}
 
 
 def calibrations(dtypes=("bfloat16",), slots="AB") -> set[tuple[str, str]]:
@@ -64,20 +53,23 @@ def test_complete_run_has_nothing_to_do(pipeline, edit):
 def test_one_scenario_prompt_length_reruns_only_that_scenario(edit):
     cfg = tiny_config()
     cfg["scenarios"]["short"]["prompt_tokens"] = 24
-    assert edit(cfg) == blocks("short") | sweeps() | AGG_REPORT
+    assert edit(cfg) == sessions("short") | AGG_REPORT
 
 
-def test_one_slot_override_reruns_only_that_scenarios_blocks(edit):
+def test_one_slot_override_reruns_only_that_scenarios_sessions(edit):
     cfg = tiny_config()
     cfg["scenarios"]["mixed"]["slots"]["B"]["prompt_tokens"] = 80
-    assert edit(cfg) == blocks("mixed") | AGG_REPORT
+    assert edit(cfg) == sessions("mixed") | AGG_REPORT
 
 
-def test_more_repeats_run_only_the_new_blocks(edit):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("rounds", 3), ("rounds", "auto"), ("trial_s", 1.5), ("target_half_width", 0.05)],
+)
+def test_a_scenarios_rounds_or_trial_length_reruns_its_sessions(edit, key, value):
     cfg = tiny_config()
-    cfg["repeats"] = 3
-    new = blocks("short", repeats=(2, 3)) | blocks("mixed", repeats=(2, 3))
-    assert edit(cfg) == new | sweeps(repeats=(2, 3)) | AGG_REPORT
+    cfg["scenarios"]["mixed"][key] = value
+    assert edit(cfg) == sessions("mixed") | AGG_REPORT
 
 
 def test_the_analysis_settings_rerun_only_aggregate_and_report(edit):
@@ -98,9 +90,8 @@ def test_model_source_reruns_everything_downstream_of_that_model(edit):
     expected = {
         ("fetch_model", "results/models/A/base"),
         *converts("A"),
-        *blocks("short"),
-        *blocks("mixed"),
-        *sweeps(),
+        *sessions("short"),
+        *sessions("mixed"),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -113,23 +104,25 @@ def test_both_model_sources_rerun_everything(edit):
     expected = {
         *(("fetch_model", f"results/models/{s}/base") for s in "AB"),
         *converts(),
-        *blocks("short"),
-        *blocks("mixed"),
-        *sweeps(),
+        *sessions("short"),
+        *sessions("mixed"),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
 
 
-def test_adding_a_precision_runs_only_its_conversion_and_runs(edit):
+def test_adding_a_precision_runs_only_its_conversion_and_sessions(edit):
     cfg = tiny_config()
     cfg["precisions"] = [*PRECISIONS, "fp16"]
     expected = {
         *converts(precisions=["fp16"]),
-        *blocks("short", ["fp16"]),
-        *blocks("mixed", ["fp16"]),
-        *sweeps(precisions=["fp16"]),
+        *sessions("short", ["fp16"]),
+        *sessions("mixed", ["fp16"]),
         *calibrations(["float16"]),
+        # fp16 is INT4's baseline from now on (the origin note's question), so the INT4
+        # sessions, which judge their ratios against it, run again
+        *sessions("short", ["int4"]),
+        *sessions("mixed", ["int4"]),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -140,9 +133,8 @@ def test_int4_scheme_rebuilds_only_the_int4_artifacts_and_their_runs(edit):
     cfg["int4"] = {"group_size": 64}
     expected = {
         *converts(precisions=["int4"]),
-        *blocks("short", ["int4"]),
-        *blocks("mixed", ["int4"]),
-        *sweeps(precisions=["int4"]),
+        *sessions("short", ["int4"]),
+        *sessions("mixed", ["int4"]),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
@@ -151,7 +143,7 @@ def test_int4_scheme_rebuilds_only_the_int4_artifacts_and_their_runs(edit):
 def test_int4_kernel_reruns_only_the_int4_runs(edit):
     cfg = tiny_config()
     cfg["int4"] = {"kernel": "reference"}
-    expected = blocks("short", ["int4"]) | blocks("mixed", ["int4"]) | sweeps(precisions=["int4"])
+    expected = sessions("short", ["int4"]) | sessions("mixed", ["int4"])
     assert edit(cfg) == expected | AGG_REPORT
 
 
@@ -199,10 +191,10 @@ def test_allocator_on_a_cpu_config_reruns_nothing(edit):
     assert edit(cfg) == set()
 
 
-def test_the_rate_grid_reruns_only_the_sweeps(edit):
+def test_the_rate_grid_reruns_only_its_scenarios_sessions(edit):
     cfg = tiny_config()
     cfg["scenarios"]["short"]["sweep"]["fractions"] = [0, 0.3, 0.6, 0.9]
-    assert edit(cfg) == sweeps() | AGG_REPORT
+    assert edit(cfg) == sessions("short") | AGG_REPORT
 
 
 def test_reordering_the_rate_grid_reruns_nothing(edit):
@@ -211,10 +203,10 @@ def test_reordering_the_rate_grid_reruns_nothing(edit):
     assert edit(cfg) == set()
 
 
-def test_a_sweep_on_another_scenario_runs_only_its_sweeps(edit):
+def test_a_sweep_on_another_scenario_reruns_only_its_sessions(edit):
     cfg = tiny_config()
     cfg["scenarios"]["mixed"]["sweep"] = {"victim": "B", "fractions": [0, 0.5, 1]}
-    assert edit(cfg) == sweeps("mixed") | AGG_REPORT
+    assert edit(cfg) == sessions("mixed") | AGG_REPORT
 
 
 def test_the_calibration_settings_rerun_only_the_calibration(edit):
@@ -226,35 +218,32 @@ def test_the_calibration_settings_rerun_only_the_calibration(edit):
 def test_the_slots_devices_rerun_the_calibration_and_every_run(edit):
     cfg = tiny_config()
     cfg["slots"] = ["cpu:1", "cpu:0"]  # A and B swap cores
-    expected = calibrations() | blocks("short") | blocks("mixed") | sweeps()
+    expected = calibrations() | sessions("short") | sessions("mixed")
     assert edit(cfg) == expected | AGG_REPORT
 
 
 def test_adding_a_third_model_runs_its_model_and_what_it_joins(edit):
-    """C joins the co-located run of every block (so each block, measured as a whole, reruns)
-    and the contended calibration copy; with auto slots the three models now share the two
-    cores, so the sweeps' runs change too. A's and B's models are not fetched or converted
-    again."""
+    """C joins the co-located trial of every session (so each session, measured as a whole,
+    reruns) and the contended calibration copy. A's and B's models are not fetched or
+    converted again."""
     cfg = tiny_config()
     cfg["models"]["C"] = {"source": "synthetic:llama-3.2-tiny", "seed": 2}
     expected = {
         ("fetch_model", "results/models/C/base"),
         *converts("C"),
-        *blocks("short"),
-        *blocks("mixed"),
-        *sweeps(),
+        *sessions("short"),
+        *sessions("mixed"),
         *calibrations(slots="ABC"),
         *AGG_REPORT,
     }
     assert edit(cfg) == expected
 
 
-def test_changing_the_schedule_reruns_only_the_blocks(edit):
-    """colocated -> lockstep: the blocks' co-located runs change, so each block is measured
-    again, and with it the neighbour's solo capacity the sweep reads from the block (as for
-    every edit that reruns a block); models and calibrations do not rerun."""
+def test_changing_the_schedule_reruns_only_the_sessions(edit):
+    """colocated -> lockstep: the sessions' co-located trials change, so each session is
+    measured again; models and calibrations do not rerun."""
     cfg = tiny_config()
     cfg["layouts"] = ["alone_A", "alone_B", "lockstep"]
-    assert edit(cfg) == blocks("short") | blocks("mixed") | sweeps() | AGG_REPORT
+    assert edit(cfg) == sessions("short") | sessions("mixed") | AGG_REPORT
     cfg["layouts"] = ["alone_A", "alone_B", "colocated", "single_thread_streams"]
-    assert edit(cfg) == blocks("short") | blocks("mixed") | sweeps() | AGG_REPORT
+    assert edit(cfg) == sessions("short") | sessions("mixed") | AGG_REPORT

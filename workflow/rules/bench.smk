@@ -1,22 +1,20 @@
-rule block:
+rule session:
     input:
-        unpack(block_inputs),
+        unpack(session_inputs),
     output:
-        **BLOCK_OUTPUTS,
+        directory(SESSION_DIR),
     log:
-        block="logs/block/{scenario}/{precision}/r{repeat}.log",
-        # Per run of the block, per worker: its spec, its stderr and its result.
-        workers=directory("logs/block/{scenario}/{precision}/r{repeat}.workers"),
-    # A run owns the whole machine: nothing may share its cores while it measures.
+        session="logs/session/{scenario}/{precision}.log",
+        # The session's worker processes: each one's spec and stderr.
+        workers=directory("logs/session/{scenario}/{precision}.workers"),
+    # A session owns the whole machine: nothing may share its cores while it measures.
     threads: workflow.cores
     resources:
         **DEVICE_RESOURCES,
     params:
-        spec=lambda w: dbconfig.block_params(
-            CFG, w.scenario, w.precision, int(w.repeat)
-        ),
+        spec=lambda w: dbconfig.session_params(CFG, w.scenario, w.precision),
     script:
-        "../scripts/run_block.py"
+        "../scripts/run_session.py"
 
 
 rule calibrate:
@@ -35,26 +33,6 @@ rule calibrate:
         "../scripts/calibrate.py"
 
 
-rule sweep:
-    input:
-        unpack(sweep_inputs),
-    output:
-        directory(SWEEP_DIR),
-    log:
-        sweep="logs/sweep/{scenario}/{precision}/r{repeat}.log",
-        workers=directory("logs/sweep/{scenario}/{precision}/r{repeat}.workers"),
-    # A run owns the whole machine, as in a block.
-    threads: workflow.cores
-    resources:
-        **DEVICE_RESOURCES,
-    params:
-        spec=lambda w: dbconfig.sweep_params(
-            CFG, w.scenario, w.precision, int(w.repeat)
-        ),
-    script:
-        "../scripts/run_sweep.py"
-
-
 # Snakemake's own report (`snakemake --report report.zip`) lists the tables in its "Metrics"
 # category as one table of files, a row each: what it is about, its file, what a row of it is.
 # Labels, not subcategories: its viewer turns a second label with two values, each on half the
@@ -65,7 +43,8 @@ METRICS_REPORT_LABELS = {
     "requests": ("runs", "one row per request"),
     "energy": ("runs", "one row per run: energy per device, mean power, tokens/J"),
     "telemetry": ("runs", "every sample of every run, from the run's barrier release"),
-    "blocks": ("runs", "one row per repeat block: order, machine state, drift"),
+    "blocks": ("runs", "one row per round: order, machine state, drift"),
+    "sessions": ("runs", "one row per measuring session: rounds, why it stopped, seconds"),
     "answers": ("answers", "every answer per scenario and precision, 95% interval"),
     "scaling": ("answers", "per block and co-located layout: the scaling curve"),
     "interference": ("answers", "per block, co-located layout and victim: slowdowns"),
@@ -92,9 +71,8 @@ def reported_table(name, path):
 
 rule aggregate:
     input:
-        runs=run_outputs(),
+        sessions=session_outputs(),
         calibrations=calibration_outputs(),
-        sweeps=sweep_outputs(),
     output:
         **{name: reported_table(name, path) for name, path in METRICS_OUTPUTS.items()},
     log:

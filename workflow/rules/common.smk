@@ -1,6 +1,5 @@
 # Names, wildcard constraints and target lists shared by the rules.
 from dualbench.analysis.columns import METRICS_FILES
-import re
 
 from dualbench.config.vocabulary import PRECISION_DTYPES, model_names
 from dualbench.measure.lifetime import forward_interrupts_to_jobs
@@ -17,23 +16,10 @@ METRICS_OUTPUTS = {
 }
 
 
-RUN_DIR = "results/runs/{scenario}/{precision}/r{repeat}/{layout}"
-# The outputs of a block: each layout's run record and telemetry, named by layout.
-BLOCK_OUTPUTS = {
-    **{
-        layout: RUN_DIR.replace("{layout}", layout) + "/run.json"
-        for layout in CFG["layouts"]
-    },
-    **{
-        f"{layout}_telemetry": RUN_DIR.replace("{layout}", layout) + "/telemetry.csv"
-        for layout in CFG["layouts"]
-    },
-}
-
-
-# One contention sweep block: a folder with one run per point (its points depend on the
-# scenario's fractions, which an output list cannot: Snakemake's outputs are per rule).
-SWEEP_DIR = "results/sweeps/{scenario}/{precision}/r{repeat}"
+# A measuring session of a scenario and precision: a folder with session.json and, per round,
+# r<n>/<layout>/run.json and r<n>/sweep/f<fraction>/run.json (how many rounds is known only
+# once it has run: rounds: auto).
+SESSION_DIR = "results/sessions/{scenario}/{precision}"
 CALIBRATION = "results/calibration/{slot}/{dtype}.json"
 # What a measuring job (block, sweep, calibrate) asks a cluster for: its slots' accelerators as
 # the resources the Slurm executor turns into --gres / --gpus (dualbench.config.cluster).
@@ -45,55 +31,29 @@ wildcard_constraints:
     slot="|".join(SLOTS),
     dtype="|".join(sorted(set(PRECISION_DTYPES.values()))),
     precision="|".join(PRECISION_DTYPES),
-    # Layout names hold + (colocated:A+B): escaped, so the regex means the name.
-    layout="|".join(re.escape(layout) for layout in CFG["layouts"]),
     scenario="[a-z][a-z0-9_]*",
-    repeat="[1-9][0-9]*",
 
 
-def run_outputs():
-    """Every run record of every block."""
-    return expand(
-        RUN_DIR + "/run.json",
-        scenario=list(CFG["scenarios"]),
-        precision=CFG["precisions"],
-        repeat=range(1, CFG["repeats"] + 1),
-        layout=CFG["layouts"],
-    )
+def session_outputs():
+    """Every measuring session: one per scenario and precision."""
+    return expand(SESSION_DIR, scenario=list(CFG["scenarios"]), precision=CFG["precisions"])
 
 
-def block_inputs(wildcards):
-    """The converted models a block loads: the slots of its layouts."""
-    slots = {
-        s for layout in CFG["layouts"] for s in dbconfig.layout_slots(layout, SLOTS)
-    }
-    return {
+def session_inputs(wildcards):
+    """The converted models a session loads (the slots of its trials) and, for INT4, the
+    dense session of the same scenario, whose rounds INT4's ratios are judged against."""
+    spec = dbconfig.session_spec(CFG, wildcards.scenario, wildcards.precision)
+    slots = {s for trial in spec["trials"].values() for s in trial["slots"]}
+    inputs = {
         slot: f"results/models/{slot}/{wildcards.precision}"
         for slot in SLOTS
         if slot in slots
     }
-
-
-def sweep_outputs():
-    """Every sweep block of every scenario that has a sweep."""
-    return expand(
-        SWEEP_DIR,
-        scenario=[name for name, sc in CFG["scenarios"].items() if sc["sweep"]],
-        precision=CFG["precisions"],
-        repeat=range(1, CFG["repeats"] + 1),
-    )
-
-
-def sweep_inputs(wildcards):
-    """A sweep block loads the victim's and the neighbour's models, and reads the neighbour's
-    solo capacity from its alone run of the same block."""
-    sweep = CFG["scenarios"][wildcards.scenario]["sweep"]
-    models = {
-        slot: f"results/models/{slot}/{wildcards.precision}"
-        for slot in (sweep["victim"], sweep["neighbour"])
-    }
-    capacity = RUN_DIR.replace("{layout}", dbconfig.alone_layout(sweep["neighbour"]))
-    return {**models, "capacity": capacity + "/run.json"}
+    if spec["baseline"]:
+        inputs["baseline"] = SESSION_DIR.format(
+            scenario=wildcards.scenario, precision=spec["baseline"]
+        )
+    return inputs
 
 
 def calibration_outputs():

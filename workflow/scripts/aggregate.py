@@ -4,16 +4,17 @@ from pathlib import Path
 
 from dualbench.analysis.aggregate import aggregate
 from dualbench.job_log import tee_stderr
+from dualbench.measure.rounds import SESSION_FILE, layout_run_paths, sweep_run_paths
 
 spec = json.loads(snakemake.params.spec)
-# A sweep block is a folder with one run.json per point.
-sweep_runs = sorted(p for d in snakemake.input.sweeps for p in Path(d).glob("*/run.json"))
+sessions = list(snakemake.input.sessions)
 with tee_stderr(snakemake.log[0]):
     aggregate(
-        list(snakemake.input.runs),
+        [p for d in sessions for p in layout_run_paths(d)],
         Path(snakemake.output.runs).parent,
         spec["models"],
         spec["analysis"],
         calibration_paths=list(snakemake.input.calibrations),
-        sweep_paths=sweep_runs,
+        sweep_paths=[p for d in sessions for p in sweep_run_paths(d)],
+        sessions=[json.loads((Path(d) / SESSION_FILE).read_text()) for d in sessions],
     )

@@ -10,6 +10,7 @@ every run's spec.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,7 @@ from dualbench.analysis.columns import (
     METRICS_FILES,
     REQUEST_COLUMNS,
     RUN_COLUMNS,
+    SESSION_COLUMNS,
     TELEMETRY_COLUMNS,
     run_id,
 )
@@ -51,12 +53,14 @@ def aggregate(
     analysis: dict | None = None,
     calibration_paths=(),
     sweep_paths=(),
+    sessions=(),
 ) -> None:
     """Read run.json files (each with its telemetry.csv, where recorded) and write every file
     of ``METRICS_FILES`` under ``out_dir``. ``analysis``: the config's analysis section
     (confidence, equivalence_margin, drift_tolerance); ``calibration_paths``: the calibrate
     rule's records (the roofline's peaks); ``sweep_paths``: the run.json of every contention
-    sweep point (contention tables only, never runs.csv: a sweep point is not a layout)."""
+    sweep point (contention tables only, never runs.csv: a sweep point is not a layout);
+    ``sessions``: each measuring session's summary (session.json), for sessions.csv."""
     # Unset keys take the config schema's defaults, so a direct call judges like the pipeline.
     defaults = schema()["properties"]["analysis"]["properties"]
     settings = {key: spec["default"] for key, spec in defaults.items()} | (analysis or {})
@@ -91,6 +95,7 @@ def aggregate(
     confidence, margin = settings["confidence"], settings["equivalence_margin"]
     write("answers", answers_table(runs, energy, confidence, margin))
     write("blocks", blocks_table(runs, telemetry, settings["drift_tolerance"]))
+    write("sessions", pd.DataFrame([session_row(s) for s in sessions], columns=SESSION_COLUMNS))
     write("calibration", pd.DataFrame(calibration_rows(calibrations), columns=CALIBRATION_COLUMNS))
     contention = contention_table(_sweep_rows(sweep_paths, model_sources, peaks))
     write("contention", contention)
@@ -98,6 +103,18 @@ def aggregate(
     write("contention_fits", fits_table(contention, confidence))
     environment = json.dumps(_environment(records, model_sources), indent=2, sort_keys=True)
     (out_dir / METRICS_FILES["environment"]).write_text(environment)
+
+
+def session_row(summary: dict) -> dict:
+    """sessions.csv's row of one session.json: its worst answer is the widest interval (one
+    without an interval counts as infinitely wide)."""
+    widths = {k: (math.inf if w is None else w) for k, w in summary["half_widths"].items()}
+    worst = max(widths, key=widths.get, default="")
+    return {
+        **{k: summary.get(k) for k in SESSION_COLUMNS},
+        "worst_half_width": widths.get(worst, math.nan),
+        "worst_answer": worst,
+    }
 
 
 def _sweep_rows(sweep_paths, model_sources: dict[str, str], peaks) -> list[dict]:

@@ -24,6 +24,25 @@ from __future__ import annotations
 
 from dualbench.analysis.metrics import LATENCIES, STATS
 
+# sessions.csv: one row per measuring session (dualbench.measure.rounds' session.json): how
+# many rounds it ran and why it stopped, its seconds and the share inside trial windows, and
+# the verdict-bearing answers' worst half-width at the stop.
+SESSION_COLUMNS = [
+    "scenario",
+    "precision",
+    "rounds_setting",
+    "rounds",
+    "trials",
+    "stopped",
+    "target_half_width",
+    "max_s",
+    "worst_half_width",
+    "worst_answer",
+    "seconds",
+    "window_seconds",
+    "inside_share",
+]
+
 # Table -> file name under results/metrics/.
 METRICS_FILES = {
     "runs": "runs.csv",
@@ -36,6 +55,7 @@ METRICS_FILES = {
     "telemetry": "telemetry.csv",
     "answers": "answers.csv",
     "blocks": "blocks.csv",
+    "sessions": "sessions.csv",
     "calibration": "calibration.csv",
     "contention": "contention.csv",
     "contention_curve": "contention_curve.csv",

@@ -17,8 +17,6 @@ it stays cheap (no torch, no transformers): the Snakefile imports it on every in
 from dualbench.config.cluster import scheduler_resources
 from dualbench.config.params import (
     aggregate_params,
-    block_params,
-    block_spec,
     calibration_dtypes,
     calibration_params,
     calibration_spec,
@@ -28,11 +26,12 @@ from dualbench.config.params import (
     report_params,
     run_params,
     run_spec,
+    session_params,
+    session_spec,
     slot_devices,
     slot_settings,
-    sweep_params,
     sweep_point,
-    sweep_spec,
+    sweep_trials,
 )
 from dualbench.config.validation import exclusivity_policy, load, schema, validate
 from dualbench.config.vocabulary import alone_layout, layout_slots, model_names
@@ -43,8 +42,6 @@ __all__ = [
     "ConfigError",
     "aggregate_params",
     "alone_layout",
-    "block_params",
-    "block_spec",
     "calibration_dtypes",
     "calibration_params",
     "calibration_spec",
@@ -63,8 +60,9 @@ __all__ = [
     "scheduler_resources",
     "slot_devices",
     "slot_settings",
-    "sweep_params",
+    "session_params",
+    "session_spec",
     "sweep_point",
-    "sweep_spec",
+    "sweep_trials",
     "validate",
 ]

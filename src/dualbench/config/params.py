@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dualbench.config.blocks import block_order
 from dualbench.config.vocabulary import (
     COLOCATED,
     INT4_CONVERT_KEYS,
@@ -107,7 +106,8 @@ def run_spec(cfg: dict, scenario: str, precision: str, layout: str) -> dict:
         "precision": precision,
         "layout": layout,
         "device": cfg["resolved"]["device"],
-        "duration_s": sc["duration_s"],
+        # A trial's window (scenarios.<s>.trial_s); the measuring code calls it duration_s.
+        "duration_s": sc["trial_s"],
         "seed": sc["seed"],
         "timeout_s": cfg["run"]["timeout_s"],
         "slots": slots,
@@ -134,56 +134,34 @@ def run_params(cfg: dict, scenario: str, precision: str, layout: str) -> str:
     return canonical(run_spec(cfg, scenario, precision, layout))
 
 
-def block_spec(cfg: dict, scenario: str, precision: str, repeat: int) -> dict:
-    """Block ``repeat`` of ``scenario`` x ``precision``: its layouts' run specs in the order
-    it runs them (dualbench.config.blocks). Its cache key: an edit that reruns one of its runs
-    reruns the block, so its alone and co-located runs stay side by side in time."""
-    sc = cfg["scenarios"][scenario]
-    order = block_order(list(cfg["layouts"]), sc["seed"], scenario, precision, repeat)
-    return {
-        "scenario": scenario,
-        "precision": precision,
-        "repeat": repeat,
-        "order": order,
-        "runs": {
-            layout: {
-                **run_spec(cfg, scenario, precision, layout),
-                "repeat": repeat,
-                "position": position,
-            }
-            for position, layout in enumerate(order, start=1)
-        },
-    }
-
-
-def block_params(cfg: dict, scenario: str, precision: str, repeat: int) -> str:
-    return canonical(block_spec(cfg, scenario, precision, repeat))
-
-
 def sweep_point(fraction: float) -> str:
     """The name of a sweep point (its results folder): f0, f0.2, f1."""
     return f"f{fraction:g}"
 
 
-def sweep_spec(cfg: dict, scenario: str, precision: str, repeat: int) -> dict:
-    """Block ``repeat`` of the contention sweep of ``scenario`` x ``precision``: one run per
-    fraction of the neighbour's solo capacity, in a seeded order (as a block's layouts), each
-    a run spec with a ``sweep`` entry. Fraction 0 is the victim alone; at the others the victim
-    runs the scenario closed-loop beside the neighbour's open-loop arrivals, whose rate
-    (fraction x capacity) the sweep job sets once it has read the capacity. The fractions are
-    sorted, so reordering them in the YAML reruns nothing."""
-    sc = cfg["scenarios"][scenario]
-    sweep = sc["sweep"]
+# A sweep point's trial name inside a session (its folder under the round's): sweep/f0.2.
+SWEEP_PREFIX = "sweep/"
+# The fewest rounds rounds: auto stops after: fewer, and a few lucky rounds pass for a tight
+# interval (the sequential rule's coverage: dualbench.analysis.stopping).
+MIN_AUTO_ROUNDS = 5
+
+
+def sweep_trials(cfg: dict, scenario: str, precision: str) -> dict[str, dict]:
+    """The contention sweep of ``scenario`` x ``precision`` as trials, one per fraction of the
+    neighbour's solo capacity ({trial name: run spec with a ``sweep`` entry}). Fraction 0 is
+    the victim alone; at the others the victim runs the scenario closed-loop beside the
+    neighbour's open-loop arrivals, whose rate (fraction x capacity) the session sets from
+    the neighbour's latest alone trial. The fractions are sorted, so reordering them in the
+    YAML reruns nothing."""
+    sweep = cfg["scenarios"][scenario]["sweep"]
+    if not sweep:
+        return {}
     victim, neighbour = sweep["victim"], sweep["neighbour"]
-    fractions = sorted(float(f) for f in sweep["fractions"])
-    points = {sweep_point(f): f for f in fractions}
-    # The pair is spelled as a subset even when it is every model, so that adding a model to
-    # the config leaves the sweep's runs (and their cache keys) as they were.
+    # The pair is spelled as a subset even when it is every model, so that its trials read
+    # the same whatever other models the config has.
     pair = f"{COLOCATED}:{SUBSET_SEPARATOR.join(sorted((victim, neighbour)))}"
-    order = block_order(list(points), sc["seed"], f"{scenario}/sweep", precision, repeat)
-    runs = {}
-    for position, point in enumerate(order, start=1):
-        fraction = points[point]
+    trials = {}
+    for fraction in sorted(float(f) for f in sweep["fractions"]):
         spec = run_spec(cfg, scenario, precision, alone_layout(victim) if fraction == 0 else pair)
         spec["slots"][victim].pop("arrival", None)  # the victim always runs closed-loop
         if fraction > 0:
@@ -193,22 +171,42 @@ def sweep_spec(cfg: dict, scenario: str, precision: str, repeat: int) -> dict:
                 "burstiness": sweep["burstiness"],
                 "max_backlog": 1.0,  # driven to saturation on purpose: never invalid
             }
-        spec.update(repeat=repeat, position=position)
         spec["sweep"] = {"victim": victim, "neighbour": neighbour, "fraction": fraction}
-        runs[point] = spec
+        trials[SWEEP_PREFIX + sweep_point(fraction)] = spec
+    return trials
+
+
+def session_spec(cfg: dict, scenario: str, precision: str) -> dict:
+    """The measuring session of ``scenario`` x ``precision``: every trial it runs in each
+    round (its layouts, then its sweep points), how many rounds, and what stops rounds: auto.
+    Its cache key: editing the scenario, its rounds or its trial length reruns this session
+    only; the order of a round's trials comes from the seed (dualbench.config.blocks)."""
+    sc = cfg["scenarios"][scenario]
+    trials = {layout: run_spec(cfg, scenario, precision, layout) for layout in cfg["layouts"]}
+    trials.update(sweep_trials(cfg, scenario, precision))
     return {
         "scenario": scenario,
         "precision": precision,
-        "repeat": repeat,
-        "victim": victim,
-        "neighbour": neighbour,
-        "order": order,
-        "runs": runs,
+        "seed": sc["seed"],
+        "rounds": sc["rounds"],
+        "min_rounds": MIN_AUTO_ROUNDS,
+        "target_half_width": sc["target_half_width"],
+        "max_s": sc["max_s"],
+        "confidence": cfg["analysis"]["confidence"],
+        # INT4's ratios are judged against the dense session of the same scenario.
+        "baseline": dense_baseline(cfg["precisions"]) if precision == "int4" else None,
+        "trials": trials,
     }
 
 
-def sweep_params(cfg: dict, scenario: str, precision: str, repeat: int) -> str:
-    return canonical(sweep_spec(cfg, scenario, precision, repeat))
+def dense_baseline(precisions) -> str | None:
+    """The dense precision INT4 is compared with (as dualbench.analysis.int4.int4_baseline):
+    fp16 where it runs, else bf16, else fp32."""
+    return next((p for p in ("fp16", "bf16", "fp32") if p in precisions), None)
+
+
+def session_params(cfg: dict, scenario: str, precision: str) -> str:
+    return canonical(session_spec(cfg, scenario, precision))
 
 
 def calibration_dtypes(cfg: dict) -> list[str]:
@@ -251,7 +249,7 @@ SCENARIO_FACTS = (
     "batch_size",
     "arrival",
     "min_requests",
-    "duration_s",
+    "trial_s",
 )
 
 

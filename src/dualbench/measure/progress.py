@@ -22,20 +22,6 @@ class RunLog:
     def line(self, text: str) -> None:
         print(f"{self.prefix}: {text}", file=sys.stderr, flush=True)
 
-    def ready(self, slots: list[str], event: dict, waiting_for: list[str]) -> None:
-        """A worker process is ready: the one slot it hosts, or (single-thread schedule) all of
-        its slots, with the loading and warm-up times of them all."""
-        loaded = (
-            f"{_slots(slots)} loaded in {event['load_s']:.1f} s, "
-            f"warmed up in {event['warmup_s']:.1f} s"
-        )
-        if waiting_for:
-            self.line(f"{loaded}; waiting for {_slots(waiting_for)} at the barrier")
-        else:
-            self.line(
-                f"{loaded}; every slot ready, the window starts (at least {self.duration_s} s)"
-            )
-
     def progress(self, slot: str, event: dict, waiting_for: list[str]) -> None:
         self.line(progress_text(slot, event, self.min_requests[slot], waiting_for))
 
@@ -63,14 +49,3 @@ def progress_text(slot: str, event: dict, min_requests: int | None, waiting_for:
 
 def _slots(names: list[str]) -> str:
     return ("slot " if len(names) == 1 else "slots ") + ", ".join(names)
-
-
-def block_line(block: dict, position: int, layout: str) -> None:
-    """The line that opens each run of a repeat block: which block, which run of how many."""
-    name = f"{block['scenario']}/{block['precision']} block {block['repeat']}"
-    order = " → ".join(block["order"])
-    print(
-        f"dualbench {name}: run {position}/{len(block['order'])}, {layout} ({order})",
-        file=sys.stderr,
-        flush=True,
-    )

@@ -1,10 +1,14 @@
 """The runner <-> worker protocol, both ends of it, so every message is spelled once.
 
-One JSON object per line. The worker writes ``ready`` (loaded and warmed up), ``progress``
-(after every call in the window), ``met`` (its own stop criteria reached), ``done`` or
-``error`` on its protocol channel (the process's original stdout; library chatter is
-redirected to stderr, the log). It reads ``go`` (the barrier release: the window starts) and
-``stop`` (every slot has met its criteria) on stdin.
+One JSON object per line. A worker is persistent: it loads and warms up its model once,
+writes ``loaded``, then serves trials until ``quit`` (or its stdin closes). For each trial it
+reads ``trial <json>`` (what to run: its slot settings, the window, where to write its result)
+and answers ``ready`` (armed for that trial), then reads ``go`` (the barrier release: the
+window starts), writes ``progress`` (after every call in the window) and ``met`` (its own stop
+criteria reached), reads ``stop`` (every slot has met its criteria), and writes ``done`` once
+its result file is written, or ``error``. Events go to its protocol channel (the process's
+original stdout; library chatter is redirected to stderr, the log); commands come on stdin.
+Between trials a worker blocks on stdin: an idle worker computes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import IO
 class Event(StrEnum):
     """Worker to runner: the ``event`` field of each protocol line."""
 
+    LOADED = "loaded"
     READY = "ready"
     PROGRESS = "progress"
     MET = "met"
@@ -31,8 +36,10 @@ class Event(StrEnum):
 class Command(StrEnum):
     """Runner to worker: one per line on the worker's stdin."""
 
+    TRIAL = "trial"
     GO = "go"
     STOP = "stop"
+    QUIT = "quit"
 
 
 # Not a protocol message: the runner's own note that a worker's stdout closed.
@@ -50,18 +57,35 @@ class WorkerChannel:
         sys.stdout = sys.stderr
         self.stop = threading.Event()
         self._go = threading.Event()
+        self._trials: queue.Queue[dict | None] = queue.Queue()
         threading.Thread(target=self._read_commands, daemon=True).start()
 
     def _read_commands(self) -> None:
         for line in sys.stdin:
-            command = line.strip()
-            if command == Command.GO:
+            command, _, argument = line.strip().partition(" ")
+            if command == Command.TRIAL:
+                self._trials.put(json.loads(argument))
+            elif command == Command.GO:
                 self._go.set()
             elif command == Command.STOP:
                 self.stop.set()
-        # The runner went away: stop rather than run on unobserved.
+            elif command == Command.QUIT:
+                break
+        # The runner went away (or said quit): stop rather than run on unobserved.
+        self._trials.put(None)
         self._go.set()
         self.stop.set()
+
+    def next_trial(self) -> dict | None:
+        """Block until the runner sends the next trial; None: no more (quit, or the runner is
+        gone). The runner sends a trial only after the previous one's ``done``, and ``go`` only
+        after this trial's ``ready``, so clearing the last trial's go and stop here loses
+        nothing of this one's."""
+        trial = self._trials.get()
+        if trial is not None:
+            self._go.clear()
+            self.stop.clear()
+        return trial
 
     def send(self, event: str, **fields) -> None:
         self._out.write(json.dumps({"event": event, **fields}) + "\n")
@@ -83,11 +107,12 @@ def forward_events(stdout: IO[str], slot: str, events: queue.Queue) -> None:
     events.put((slot, {"event": WORKER_EXITED}))
 
 
-def send_command(stdin: IO[str], command: Command) -> None:
-    """The runner's end, writing: one command to a worker; a worker that is gone is not an
-    error here (its exit is reported through forward_events)."""
+def send_command(stdin: IO[str], command: Command, argument: dict | None = None) -> None:
+    """The runner's end, writing: one command to a worker (a trial with its JSON argument); a
+    worker that is gone is not an error here (its exit is reported through forward_events)."""
+    line = command if argument is None else f"{command} {json.dumps(argument)}"
     try:
-        stdin.write(command + "\n")
+        stdin.write(line + "\n")
         stdin.flush()
     except (BrokenPipeError, ValueError):
         pass

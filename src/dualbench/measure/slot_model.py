@@ -77,6 +77,7 @@ class LoadedModel:
     conversion: dict
     weights_info: dict
     load_s: float
+    settings: dict  # the slot's workload it was loaded for (its prompt pool's shape)
 
     def generate(self, i: int, synchronize, ring=None) -> dict:
         """Call i: the pool's prompts in turn (dualbench.measure.engine.timed_generate)."""
@@ -135,6 +136,7 @@ def load_slot(spec: dict, slot, settings: dict, model_dir: str, backend, device,
         conversion,
         weights_info,
         load_s,
+        settings,
     )
 
 

@@ -1,19 +1,20 @@
-"""One benchmark worker: one model on one slot, in its own fresh interpreter.
+"""One benchmark worker: one model on one slot, in its own fresh interpreter, loaded and warmed
+up once and then serving the trials of its session (dualbench.measure.session) one by one.
 
 Started by the runner as ``python -m dualbench.measure.worker SPEC.json`` with the slot's
 pinning environment already set (CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES /
 OMP_NUM_THREADS must exist before torch initialises, which is why workers are fresh
 interpreters and never forks).
 
-Between loading and its result it speaks the runner's protocol (dualbench.measure.protocol)
-and follows a schedule: it keeps loading the device until every slot has met its criteria, so
+In each trial it speaks the runner's protocol (dualbench.measure.protocol) and follows a
+schedule: it keeps loading the device until every slot has met its criteria, so
 the co-located window is as long as the slowest slot needs. The slot's settings pick it:
 ``arrival`` null or absent is the closed loop (dualbench.measure.closed_loop, back-to-back
 calls), an ``arrival`` mapping the open loop (dualbench.measure.open_loop, seeded arrivals at
-rate_rps). The run's schedule may add to that: a ``lockstep`` entry in the worker spec puts the
-worker in the ring of turns (dualbench.measure.lockstep); a spec with ``members`` makes this
-process the single-thread schedule's host of several slots (``run_group``,
-dualbench.measure.single_thread). Both are closed-loop only.
+rate_rps). The trial's schedule may add to that: a ``lockstep`` entry in the trial puts the
+worker in a ring of turns whose ends come over its control socket (dualbench.measure.lockstep);
+a spec with ``members`` makes this process the single-thread schedule's host of several slots
+(``run_group``, dualbench.measure.single_thread). Both are closed-loop only.
 
 A worker never outlives its runner (dualbench.measure.lifetime): it holds a device, and a
 benchmark nobody waits for only skews whatever runs next on that device.
@@ -56,17 +57,46 @@ def worker_backend(kind: str):
     return backend
 
 
-def run_worker(spec: dict, channel: WorkerChannel) -> dict:
+def control_socket(spec: dict):
+    """The worker's end of its control socket (a lockstep trial's ring ends come over it as
+    file descriptors), or None where its session has no lockstep layout."""
+    import socket
+
+    fd = spec.get("control_fd")
+    return None if fd is None else socket.socket(fileno=fd)
+
+
+def trial_ring(trial: dict, control) -> TokenRing | None:
+    """A lockstep trial's end of the ring: its two fds, sent by the runner over the control
+    socket just before the trial command (a ring per trial: one that a trial's stop broke
+    cannot serve the next)."""
+    import socket
+
+    if "lockstep" not in trial:
+        return None
+    _, fds, _, _ = socket.recv_fds(control, 1, 2)
+    read_fd, write_fd = fds
+    place = trial["lockstep"]
+    return TokenRing(RingEnds(read_fd, write_fd, place["position"], place["size"]))
+
+
+def same_workload(loaded: dict, trial: dict, slot: str) -> None:
+    """A trial may change a slot's arrivals, never what its model was loaded and warmed for
+    (its prompt pool's shape)."""
+    keys = ("batch_size", "prompt_tokens", "new_tokens")
+    if any(loaded[k] != trial[k] for k in keys):
+        raise ValueError(f"slot {slot}: a trial's workload differs from the one it was loaded for")
+
+
+def run_worker(spec: dict, channel: WorkerChannel) -> None:
+    """One slot's persistent worker: load and warm up once, then serve trials until quit."""
     from dualbench.backends import Slot
 
     slot = Slot.from_dict(spec["slot"])
     settings = spec["settings"]
-    ring = None
-    if "lockstep" in spec:
-        refuse_open_loop(settings, slot.name, "lockstep")
-        ring = TokenRing(RingEnds(**spec["lockstep"]))
     backend = worker_backend(spec["backend"])
     backend.pin(slot)
+    control = control_socket(spec)
 
     loaded = load_slot(
         spec,
@@ -78,14 +108,27 @@ def run_worker(spec: dict, channel: WorkerChannel) -> dict:
         backend.synchronize,
     )
     warmup_s = loaded.warm_up(settings["warmup_requests"], backend.synchronize)
+    channel.send(Event.LOADED, load_s=loaded.load_s, warmup_s=warmup_s)
+    while (trial := channel.next_trial()) is not None:
+        result = run_trial(trial, slot, loaded, warmup_s, backend, channel, control)
+        write_result(trial["result_path"], result)
+        channel.send(Event.DONE)
 
+
+def run_trial(trial: dict, slot, loaded, warmup_s, backend, channel, control) -> dict:
+    """One trial of a one-slot worker: armed, released, its schedule to the stop."""
+    settings = trial["settings"]
+    same_workload(loaded.settings, settings, slot.name)
+    ring = trial_ring(trial, control)
+    if ring is not None:
+        refuse_open_loop(settings, slot.name, "lockstep")
     stop_sampling = threading.Event()
     utilization = start_sampling(
         backend.utilization if backend.in_process_utilization else None,
-        spec.get("telemetry_interval_s"),
+        trial.get("telemetry_interval_s"),
         stop_sampling,
     )
-    channel.send(Event.READY, load_s=loaded.load_s, warmup_s=warmup_s)
+    channel.send(Event.READY)
 
     def generate(i: int) -> dict:
         inject_window_fault(slot.name, i)
@@ -96,19 +139,18 @@ def run_worker(spec: dict, channel: WorkerChannel) -> dict:
         schedule = open_loop(
             generate,
             channel,
-            spec["duration_s"],
+            trial["duration_s"],
             batch,
             settings["arrival"],
-            spec["seed"],
+            trial["seed"],
             slot.name,
         )
     else:
         schedule = closed_loop(
-            generate, channel, spec["duration_s"], batch, settings["min_requests"]
+            generate, channel, trial["duration_s"], batch, settings["min_requests"]
         )
     if ring is not None:
-        # At once, not at exit: the neighbours run free from here, not after our result is
-        # written and the interpreter torn down.
+        # At once, not after our result is written: the neighbours run free from here.
         ring.close()
     stop_sampling.set()
     result = slot_result(slot, loaded, schedule, warmup_s, backend, backend.memory())
@@ -118,11 +160,12 @@ def run_worker(spec: dict, channel: WorkerChannel) -> dict:
     return result
 
 
-def run_group(spec: dict, channel: WorkerChannel) -> dict[str, dict]:
+def run_group(spec: dict, channel: WorkerChannel) -> None:
     """The single-thread schedule's one process for every slot of ``spec["members"]``
     (dualbench.measure.single_thread): pinned to all of their devices (or cores) at once, one
-    model per slot on its own device, one stream each where the device has streams. Returns
-    {result path: slot result}, one per slot, shaped as a co-located worker's."""
+    model per slot on its own device, one stream each where the device has streams. Loads and
+    warms up once, then serves trials until quit; each trial writes one result per slot, shaped
+    as a co-located worker's, to the paths the trial names."""
     from dualbench.backends import Slot
     from dualbench.measure.single_thread import single_thread_rounds
 
@@ -148,18 +191,8 @@ def run_group(spec: dict, channel: WorkerChannel) -> dict[str, dict]:
     }
     streams = {name: backend.new_stream(device) for name, device in devices.items()}
     distinct = list(dict.fromkeys(devices.values()))
-
-    stop_sampling = threading.Event()
-    utilization = {
-        device: start_sampling(
-            backend.utilization_reader(device) if backend.in_process_utilization else None,
-            spec.get("telemetry_interval_s"),
-            stop_sampling,
-        )
-        for device in distinct
-    }
     channel.send(
-        Event.READY,
+        Event.LOADED,
         load_s=sum(m.load_s for m in loaded.values()),
         warmup_s=sum(warmup_s.values()),
     )
@@ -176,35 +209,54 @@ def run_group(spec: dict, channel: WorkerChannel) -> dict[str, dict]:
         for device in distinct:
             backend.synchronizer(device)()
 
-    schedules = single_thread_rounds(
-        {slot.name: generate_for(slot.name) for slot in slots},
-        synchronize_all,
-        channel,
-        spec["duration_s"],
-        {m["slot"]["name"]: (m["settings"]["batch_size"], m["settings"]["min_requests"])
-         for m in members},
-    )  # fmt: skip
-    stop_sampling.set()
-    group = {
-        "process_slots": [slot.name for slot in slots],
-        "streams": any(stream is not None for stream in streams.values()),
-    }
-    results = {}
-    for m, slot in zip(members, slots, strict=True):
-        device = devices[slot.name]
-        result = slot_result(
-            slot,
-            loaded[slot.name],
-            schedules[slot.name],
-            warmup_s[slot.name],
-            backend,
-            backend.device_memory(device),
+    while (trial := channel.next_trial()) is not None:
+        settings = trial["settings"]
+        for slot in slots:
+            same_workload(loaded[slot.name].settings, settings[slot.name], slot.name)
+        stop_sampling = threading.Event()
+        utilization = {
+            device: start_sampling(
+                backend.utilization_reader(device) if backend.in_process_utilization else None,
+                trial.get("telemetry_interval_s"),
+                stop_sampling,
+            )
+            for device in distinct
+        }
+        channel.send(Event.READY)
+        schedules = single_thread_rounds(
+            {slot.name: generate_for(slot.name) for slot in slots},
+            synchronize_all,
+            channel,
+            trial["duration_s"],
+            {name: (s["batch_size"], s["min_requests"]) for name, s in settings.items()},
         )
-        # Slots on one device share its samples, as co-located workers on it each sample it.
-        result["utilization"] = list(utilization[device])
-        result["single_thread"] = group
-        results[m["result_path"]] = result
-    return results
+        stop_sampling.set()
+        group = {
+            "process_slots": [slot.name for slot in slots],
+            "streams": any(stream is not None for stream in streams.values()),
+        }
+        for slot in slots:
+            device = devices[slot.name]
+            result = slot_result(
+                slot,
+                loaded[slot.name],
+                schedules[slot.name],
+                warmup_s[slot.name],
+                backend,
+                backend.device_memory(device),
+            )
+            # Slots on one device share its samples, as co-located workers on it each do.
+            result["utilization"] = list(utilization[device])
+            result["single_thread"] = group
+            write_result(trial["result_paths"][slot.name], result)
+        channel.send(Event.DONE)
+
+
+def write_result(path: str, result: dict) -> None:
+    """A trial's result file, whole or not at all (the runner reads it once ``done`` came)."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     channel = WorkerChannel()
     try:
         if "members" in spec:
-            results = run_group(spec, channel)
+            run_group(spec, channel)
         else:
-            results = {spec["result_path"]: run_worker(spec, channel)}
+            run_worker(spec, channel)
     except BaseException as exc:  # report every failure, then exit non-zero
         status = "error"
         try:
@@ -234,9 +286,6 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         channel.send(Event.ERROR, status=status, message=message[:500])
         return 1
-    for path, result in results.items():
-        Path(path).write_text(json.dumps(result))
-    channel.send(Event.DONE)
     return 0
 
 

@@ -51,6 +51,7 @@ from dualbench.report.layouts import slot_names
 from dualbench.report.scaling import curve_data, curve_figure, matrix_data, matrix_figure
 from dualbench.report.scenario_facts import describe
 from dualbench.report.schedules import schedules_section
+from dualbench.report.sessions import annotate
 from dualbench.report.summary import answers
 from dualbench.report.tables import (
     drifted_blocks,
@@ -90,6 +91,7 @@ OPTIONAL_TABLES = {
     "telemetry_table": "telemetry",
     "answers_table": "answers",
     "blocks_table": "blocks",
+    "sessions_table": "sessions",
     "calibration_table": "calibration",
     "contention_table": "contention",
     "contention_curve_table": "contention_curve",
@@ -141,6 +143,7 @@ def render_report(
     hardware_notes: list[str] | None = None,
     answers_table: pd.DataFrame | None = None,
     blocks_table: pd.DataFrame | None = None,
+    sessions_table: pd.DataFrame | None = None,
     calibration_table: pd.DataFrame | None = None,
     contention_table: pd.DataFrame | None = None,
     contention_curve_table: pd.DataFrame | None = None,
@@ -284,6 +287,7 @@ def render_report(
         card["facts"] = facts[card["scenario"]]
         card["note"] = descriptions.get(card["scenario"], "")
         card["anchor"] = scenario_anchor(card["scenario"])
+    annotate(cards, sessions_table)
 
     env_rows = list(_flatten({k: v for k, v in environment.items() if k != "config"}))
     config = environment.get("config")

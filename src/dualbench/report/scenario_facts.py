@@ -40,7 +40,7 @@ def describe(settings: dict[str, Any] | None) -> dict[str, Any]:
     words)], "window": the measuring window}; empty where the config gave no settings."""
     if not settings:
         return {"common": "", "slots": [], "window": ""}
-    window = f"{settings['duration_s']:g} s window" if "duration_s" in settings else ""
+    window = f"{settings['trial_s']:g} s trials" if "trial_s" in settings else ""
     slots = [
         (slot, ", ".join(_requests(over)))
         for slot, over in sorted(settings.get("slots", {}).items())
