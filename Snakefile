@@ -1,6 +1,7 @@
 # dualbench: two Llama 3.2 models side by side. The engine (src/dualbench) does the work;
 # these rules decide what runs and what is cached. Every rule gets exactly the config slice it
 # reads, as one canonical JSON string (dualbench.config), so an edit reruns only what it touches.
+import os
 import sys
 
 from snakemake.utils import min_version
@@ -10,8 +11,19 @@ from dualbench.hardware import Machine
 
 min_version("9.11")
 
+# Snakemake's loader ends a YAML syntax error, an empty file or a top-level list in a
+# multi-line WorkflowError that names neither the file nor the line: read the config file
+# first, so such a file ends in our one line. (It is optional when --configfile names others;
+# those Snakemake reads before this Snakefile, see config/README.md.)
+CONFIG_FILE = "config/config.yaml"
+try:
+    if os.path.exists(CONFIG_FILE) or not workflow.overwrite_configfiles:
+        dbconfig.read_yaml(CONFIG_FILE)
+except dbconfig.ConfigError as error:
+    raise SystemExit(f"dualbench: config error: {error}")
 
-configfile: "config/config.yaml"
+
+configfile: CONFIG_FILE
 
 
 # The front page of Snakemake's own report (snakemake --report report.zip).
@@ -30,8 +42,8 @@ JOBS_RUN_HERE = (
 )
 MACHINE = Machine() if JOBS_RUN_HERE else None
 try:
-    # Snakemake's YAML loader keeps the last of a duplicated key: read each file again.
-    for path in workflow.configfiles:
+    # Snakemake's YAML loader keeps the last of a duplicated key: read each --configfile too.
+    for path in workflow.overwrite_configfiles:
         dbconfig.read_yaml(path)
     CFG = dbconfig.validate(config, MACHINE)
 except dbconfig.ConfigError as error:

@@ -1,13 +1,19 @@
 """The config held against the machine that will run it: devices and cores that must exist,
-the backend ``device: auto`` means, and the dtype ``native16`` means (DESIGN §5, §6).
+the backend ``device: auto`` means, and the dtype ``native16`` means (DESIGN §5, §6); the
+``allocator`` keys of that backend (dualbench.config.allocator); hub sources this machine can
+have (dualbench.config.hub_access).
 
 Only where the jobs run on this machine (Snakefile); a cluster's login node is not the machine
-that measures, so there nothing is resolved and ``native16`` is refused (``unresolved``).
+that measures, so there nothing is resolved, ``native16`` is refused and ``allocator`` is
+checked against the backend as written (``unresolved``).
 """
 
 from __future__ import annotations
 
 from dualbench.backends.base import format_cores, parse_cores
+from dualbench.config import hub_access
+from dualbench.config.allocator import check_allocator, cpu_warning
+from dualbench.config.model_sources import parse_source
 from dualbench.config.vocabulary import NATIVE16, model_names
 from dualbench.errors import ConfigError, DeviceError
 from dualbench.native_dtypes import emulation_warning, resolve_native16
@@ -15,6 +21,10 @@ from dualbench.native_dtypes import emulation_warning, resolve_native16
 
 def unresolved(cfg: dict) -> dict:
     """What validation records when no machine is checked: the config as written."""
+    kind = cfg["device"]
+    if kind == "auto" and cfg["slots"] != "auto":
+        kind = next(iter(cfg["slots"].values()))["device"].split(":", 1)[0]
+    check_allocator(cfg["allocator"], kind)
     if NATIVE16 in cfg["precisions"]:
         raise ConfigError(
             "precisions: native16 is resolved against the hardware of the machine that runs "
@@ -25,7 +35,7 @@ def unresolved(cfg: dict) -> dict:
         "device": cfg["device"],
         "precisions": list(cfg["precisions"]),
         "notes": [],
-        "warnings": [],
+        "warnings": cpu_warning(cfg["allocator"]) if kind == "cpu" else [],
         "cpu": None,
     }
 
@@ -33,6 +43,7 @@ def unresolved(cfg: dict) -> dict:
 def resolve_on(machine, cfg: dict) -> dict:
     """Check the config against ``machine`` and resolve what depends on its hardware."""
     kind = _device_kind(machine, cfg)
+    check_allocator(cfg["allocator"], kind)
     devices = _check_slots(machine, cfg, kind)
     precisions, notes = [], _sharing_notes(machine, cfg, kind)
     for precision in cfg["precisions"]:
@@ -54,6 +65,9 @@ def resolve_on(machine, cfg: dict) -> dict:
         for p in precisions
         if (w := emulation_warning(kind, p, cpu=machine.cpu, capability=capability))
     ]
+    if kind == "cpu":
+        warnings += cpu_warning(cfg["allocator"])
+    _check_hub_sources(cfg)
     return {
         "device": kind,
         "precisions": precisions,
@@ -154,3 +168,15 @@ def _sharing_notes(machine, cfg: dict, kind: str) -> list[str]:
             "models share devices in turn (slot i on device i mod count)"
         ]
     return []
+
+
+def _check_hub_sources(cfg: dict) -> None:
+    """A hub source this machine can neither find in its cache nor download: said now, not
+    when the fetch job fails (dualbench.config.hub_access). Last, as it may wait on the
+    network (a few seconds at most, once per hub)."""
+    reached: dict[str, bool] = {}
+    for slot in model_names(cfg):
+        kind, ref = parse_source(cfg["models"][slot]["source"])
+        problem = hub_access.hub_problem(kind, ref, reached)
+        if problem:
+            raise ConfigError(f"models.{slot}.source: {problem}")
