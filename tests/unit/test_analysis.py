@@ -524,8 +524,11 @@ def test_aggregate_writes_every_table(tmp_path):
         "requests.csv",
         "runs.csv",
         "scaling.csv",
+        "sessions.csv",
         "telemetry.csv",
     ]
+    # no session summaries given: a header only
+    assert list(pd.read_csv(out / "sessions.csv").columns) == columns.SESSION_COLUMNS
     # no calibration and no sweep: the contention tables are headers only
     assert list(pd.read_csv(out / "contention_fits.csv").columns) == (
         columns.CONTENTION_FIT_COLUMNS

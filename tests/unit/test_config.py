@@ -74,7 +74,10 @@ def test_validate_fills_schema_defaults():
                 "batch_size": 1,
                 "warmup_requests": 1,
                 "min_requests": 3,
-                "duration_s": 10,
+                "trial_s": 2,
+                "rounds": "auto",
+                "target_half_width": 0.03,
+                "max_s": 120,
                 "seed": 0,
                 "arrival": None,
                 "sweep": None,
@@ -86,7 +89,6 @@ def test_validate_fills_schema_defaults():
         "telemetry": {"enabled": True, "interval_s": 0.2, "idle_s": 2},
         "cluster": {"npu_gres": "npu"},
         "report": {"title": "dualbench: two Llama 3.2 models side by side"},
-        "repeats": 1,
         "analysis": {"confidence": 0.95, "equivalence_margin": 0.03, "drift_tolerance": 0.1},
     }
     assert raw == base()  # the input is not modified
@@ -95,7 +97,7 @@ def test_validate_fills_schema_defaults():
 @pytest.mark.parametrize(("native_bf16", "dtype"), [(True, "bf16"), (False, "fp32")])
 def test_default_config_file_validates(native_bf16, dtype):
     cfg = config.load(DEFAULT_CONFIG, fake_machine(native_bf16=native_bf16))
-    assert cfg["precisions"] == [dtype]
+    assert cfg["precisions"] == [dtype, "int4"]  # the quantised deployment, by default
     assert cfg["resolved"]["device"] == "cpu"
     assert list(cfg["scenarios"]) == ["short", "long", "mixed", "peak"]
     assert cfg["models"]["A"]["source"] == "synthetic:llama-3.2-small"
@@ -249,11 +251,11 @@ scenarios:
     description: "short prompts"
     prompt_tokens: 16
     new_tokens: 4
-    duration_s: 2
+    trial_s: 2
   long:
     prompt_tokens: 64
     new_tokens: 4
-    duration_s: 2
+    trial_s: 2
     slots:
       B: {prompt_tokens: 32}
 report:
@@ -262,9 +264,9 @@ report:
 
 YAML_FLOW = """\
 report: {title: T}
-scenarios: {long: {slots: {B: {prompt_tokens: 32}}, duration_s: 2.0e+0, new_tokens: 0x4,
+scenarios: {long: {slots: {B: {prompt_tokens: 32}}, trial_s: 2.0e+0, new_tokens: 0x4,
                    prompt_tokens: 64},
-            short: {duration_s: 2, new_tokens: 4, prompt_tokens: 16, description: 'short prompts'}}
+            short: {trial_s: 2, new_tokens: 4, prompt_tokens: 16, description: 'short prompts'}}
 slots:
   - 'cpu:0-3'
   - "cpu:4-7"
@@ -306,7 +308,7 @@ def raw() -> dict:
 
 def test_key_order_and_yaml_formatting_change_no_params(tmp_path):
     # Same values, different key order, quoting, flow/block style, comments and int spelling
-    # (0x4). duration_s is written 2 in both here; 2 vs 2.0e+0 is tested below.
+    # (0x4). trial_s is written 2 in both here; 2 vs 2.0e+0 is tested below.
     block = load_text(tmp_path, YAML_BLOCK, "block.yaml")
     flow = load_text(tmp_path, YAML_FLOW.replace("2.0e+0", "2"), "flow.yaml")
     assert all_params(block) == all_params(flow)
@@ -400,7 +402,7 @@ def test_report_params_follow_title_and_descriptions_not_notes(raw):
     # Each scenario's settings, stated as facts; a slot's own settings where it overrides.
     assert sorted(spec["settings"]) == ["long", "short"]
     assert set(spec["settings"]["short"]) == {
-        "prompt_tokens", "new_tokens", "batch_size", "arrival", "min_requests", "duration_s",
+        "prompt_tokens", "new_tokens", "batch_size", "arrival", "min_requests", "trial_s",
         "slots",
     }  # fmt: skip
     assert config.report_params(edited(raw, "report.title", "U")) != before
@@ -563,7 +565,7 @@ def machine_error(mutate, machine=None) -> str:
 @pytest.mark.parametrize(
     ("path", "value", "key"),
     [
-        ("scenarios.s.duration_s", float("nan"), "scenarios.s.duration_s: nan"),
+        ("scenarios.s.trial_s", float("nan"), "scenarios.s.trial_s: nan"),
         ("run", {"timeout_s": float("inf")}, "run.timeout_s: inf"),
         ("run", {"timeout_s": float("nan")}, "run.timeout_s: nan"),
         ("telemetry", {"interval_s": float("-inf")}, "telemetry.interval_s: -inf"),
@@ -700,13 +702,13 @@ def test_emulated_bf16_is_allowed_with_a_warning():
 def test_duplicated_yaml_keys_are_refused(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text(
-        "precisions: [bf16]\nscenarios:\n  s:\n    prompt_tokens: 8\n    duration_s: 4\n"
-        "    duration_s: 8\nmodels: {A: {source: x}, B: {source: y}}\n"
+        "precisions: [bf16]\nscenarios:\n  s:\n    prompt_tokens: 8\n    trial_s: 4\n"
+        "    trial_s: 8\nmodels: {A: {source: x}, B: {source: y}}\n"
     )
     with pytest.raises(ConfigError) as info:
         config.load(path)
     assert str(info.value) == (
-        f"{path} line 6: key 'duration_s' is given twice (first on line 5); keep one"
+        f"{path} line 6: key 'trial_s' is given twice (first on line 5); keep one"
     )
 
 
@@ -719,28 +721,30 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
 @pytest.mark.parametrize(
     ("path", "value", "start"),
     [
-        ("repeats", 0, "repeats: 0 is less than the minimum of 1"),
-        ("repeats", 2.5, "repeats: 2.5 is not of type 'integer'"),
+        ("repeats", 3, "repeats: repeat blocks were replaced by measuring sessions"),
+        ("scenarios.s.duration_s", 8, "scenarios.s.duration_s: renamed trial_s"),
+        ("scenarios.s.rounds", 0, "scenarios.s.rounds: 0 is less than the minimum of 1"),
+        ("scenarios.s.rounds", "all", "scenarios.s.rounds: 'all' is not valid"),
+        ("scenarios.s.max_s", 0, "scenarios.s.max_s: 0 is less than or equal"),
         ("analysis", {"confidence": 1}, "analysis.confidence: 1 is greater than or equal"),
         ("analysis", {"equivalence_margin": 0}, "analysis.equivalence_margin: 0 is less than"),
         ("analysis", {"drift": 0.1}, "unknown key analysis.drift"),
     ],
 )
-def test_repeats_and_analysis_settings_are_checked(path, value, start):
+def test_rounds_and_analysis_settings_are_checked(path, value, start):
     assert error_of(_set(path, value)).startswith(start)
 
 
-def test_a_block_spec_holds_its_runs_in_its_order():
-    cfg = config.validate({**base(), "repeats": 3})
-    spec = config.block_spec(cfg, "s", "bf16", 2)
-    assert sorted(spec["order"]) == ["alone_A", "alone_B", "colocated"]
-    for position, layout in enumerate(spec["order"], start=1):
-        run = spec["runs"][layout]
-        assert run == {**config.run_spec(cfg, "s", "bf16", layout), "repeat": 2,
-                       "position": position}  # fmt: skip
-    # Another block count leaves this block's spec, its cache key, as it was.
-    other = config.validate({**base(), "repeats": 5})
-    assert config.block_params(other, "s", "bf16", 2) == config.block_params(cfg, "s", "bf16", 2)
+def test_a_session_spec_holds_every_trial_and_its_rounds():
+    raw = base()
+    raw["scenarios"]["s"]["rounds"] = 4
+    cfg = config.validate(raw)
+    spec = config.session_spec(cfg, "s", "bf16")
+    assert list(spec["trials"]) == ["alone_A", "alone_B", "colocated"]
+    for layout, run in spec["trials"].items():
+        assert run == config.run_spec(cfg, "s", "bf16", layout)
+    assert (spec["rounds"], spec["min_rounds"], spec["max_s"]) == (4, 5, 120)
+    assert spec["target_half_width"] == 0.03 and spec["baseline"] is None
 
 
 # --- run.exclusivity: read by the measuring jobs, outside every cache key ----------------------
@@ -780,7 +784,7 @@ def test_the_exclusivity_policy_is_in_no_cache_key(raw):
     def keys(cfg: dict) -> dict:
         return {
             **all_params(cfg),
-            "blocks": [config.block_params(cfg, s, "bf16", 1) for s in ("short", "long")],
+            "sessions": [config.session_params(cfg, s, "bf16") for s in ("short", "long")],
             "calibration": config.calibration_params(cfg, "A", "bfloat16"),
         }
 

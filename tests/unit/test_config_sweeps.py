@@ -110,36 +110,42 @@ def test_a_closed_loop_slot_has_no_arrival_key_so_its_runs_keep_their_cache_keys
     }
 
 
-def test_sweep_spec_points_victim_and_neighbour():
+def test_sweep_trials_point_victim_and_neighbour():
     cfg = config.validate(base())
-    spec = config.sweep_spec(cfg, "s", "bf16", 1)
-    assert sorted(spec["order"]) == ["f0", "f0.5", "f1"]
-    alone = spec["runs"]["f0"]
+    trials = config.sweep_trials(cfg, "s", "bf16")
+    assert list(trials) == ["sweep/f0", "sweep/f0.5", "sweep/f1"]
+    alone = trials["sweep/f0"]
     assert alone["layout"] == "alone_A" and list(alone["slots"]) == ["A"]
-    loaded = spec["runs"]["f0.5"]
+    loaded = trials["sweep/f0.5"]
     assert loaded["layout"] == "colocated:A+B"  # the pair as a subset: stable as models are added
     assert "arrival" not in loaded["slots"]["A"]  # the victim runs closed-loop
     arrival = loaded["slots"]["B"]["arrival"]
     assert arrival["process"] == "poisson" and arrival["rate_rps"] is None
     assert loaded["sweep"] == {"victim": "A", "neighbour": "B", "fraction": 0.5}
-    assert [spec["runs"][p]["position"] for p in spec["order"]] == [1, 2, 3]
 
 
-def test_sweep_order_is_seeded_per_block_and_every_point_takes_each_place():
+def test_a_sessions_trials_are_its_layouts_then_its_sweep_points_each_round_reordered():
+    """Every round runs every trial once, in the seeded order of its number; round 1 runs
+    the neighbour alone before the first loaded sweep point (its capacity sets their rate)."""
+    from dualbench.measure.rounds import round_order
+
     cfg = config.validate(base())
-    orders = [tuple(config.sweep_spec(cfg, "s", "bf16", r)["order"]) for r in range(1, 7)]
-    assert len(set(orders)) == 6  # 3 points: 3! orders, blocks 1..6 all differ
-    assert orders == [tuple(config.sweep_spec(cfg, "s", "bf16", r)["order"]) for r in range(1, 7)]
-    for place in range(3):
-        assert {o[place] for o in orders} == {"f0", "f0.5", "f1"}
+    session = config.session_spec(cfg, "s", "bf16")
+    assert list(session["trials"]) == [*cfg["layouts"], "sweep/f0", "sweep/f0.5", "sweep/f1"]
+    orders = [round_order(session, r) for r in range(1, 7)]
+    assert orders == [round_order(session, r) for r in range(1, 7)]  # seeded
+    assert all(sorted(o) == sorted(session["trials"]) for o in orders)
+    assert len({tuple(o) for o in orders}) == 6
+    first = orders[0]
+    assert first.index("alone_B") < min(first.index("sweep/f0.5"), first.index("sweep/f1"))
 
 
 def test_a_victim_scenario_arrival_does_not_reach_the_sweep():
     raw = base()
     raw["scenarios"]["s"]["arrival"] = {"rate_rps": 3}
-    spec = config.sweep_spec(config.validate(raw), "s", "bf16", 1)
-    assert "arrival" not in spec["runs"]["f1"]["slots"]["A"]
-    assert spec["runs"]["f1"]["slots"]["B"]["arrival"]["rate_rps"] is None
+    trials = config.sweep_trials(config.validate(raw), "s", "bf16")
+    assert "arrival" not in trials["sweep/f1"]["slots"]["A"]
+    assert trials["sweep/f1"]["slots"]["B"]["arrival"]["rate_rps"] is None
 
 
 def test_calibration_spec_reads_slots_dtype_and_settings_only():
@@ -168,14 +174,14 @@ def test_check_config_counts_the_sweep_runs_and_calibrations(tmp_path, capsys):
     from dualbench.cli import main
 
     raw = base()
-    raw["repeats"] = 2
+    raw["scenarios"]["s"]["rounds"] = 2
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["check-config", str(path)]) in (0, None)
-    # 2 scenarios x 2 precisions x 2 blocks x 3 layouts; s's sweep: 3 points x 2 x 2;
-    # bf16 and int4 both compute in bfloat16: 2 slots x 1 dtype
+    # 2 scenarios x 2 precisions; a round: 3 layouts each, and s's sweep 3 points, per
+    # precision; bf16 and int4 both compute in bfloat16: 2 slots x 1 dtype
     assert (
         capsys.readouterr()
         .out.strip()
-        .endswith("valid (24 runs in 8 blocks, 12 sweep runs in 4 sweep blocks, 2 calibrations)")
+        .endswith("valid (4 sessions, 18 trials a round, rounds 2, auto; 2 calibrations)")
     )

@@ -211,10 +211,10 @@ def test_run_specs_of_every_layout_kind():
 def test_sweep_among_three_runs_the_pair_only():
     cfg = three()
     cfg["scenarios"]["s"]["sweep"] = {"victim": "C", "neighbour": "A", "fractions": [0, 0.5, 1]}
-    spec = config.sweep_spec(config.validate(cfg), "s", "bf16", 1)
-    assert spec["runs"]["f0"]["layout"] == "alone_C"
-    assert spec["runs"]["f1"]["layout"] == "colocated:A+C"  # the pair, spelled as a subset
-    assert list(spec["runs"]["f1"]["slots"]) == ["A", "C"]
+    trials = config.sweep_trials(config.validate(cfg), "s", "bf16")
+    assert trials["sweep/f0"]["layout"] == "alone_C"
+    assert trials["sweep/f1"]["layout"] == "colocated:A+C"  # the pair, spelled as a subset
+    assert list(trials["sweep/f1"]["slots"]) == ["A", "C"]
 
 
 # --- the machine --------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_facts_state_the_settings_and_each_slots_overrides():
         "request when one returns) · at least 2 requests per model"
     )
     assert facts["slots"] == [("B", "prompt 96 tokens, batch 2")]
-    assert facts["window"] == "1 s window"
+    assert facts["window"] == "1 s trials"
     poisson = describe({"arrival": {"process": "poisson", "rate_rps": 2.5}})
     gamma = describe({"arrival": {"process": "gamma", "rate_rps": 2, "burstiness": 0.5}})
     assert poisson["common"] == "open loop: Poisson arrivals at 2.5 req/s"
@@ -94,7 +94,7 @@ def test_a_stale_description_never_replaces_the_facts(tmp_path):
     metrics = write_metrics(tmp_path / "metrics", blocks=3)
     out = tmp_path / "report.html"
     short = {"prompt_tokens": 1024, "new_tokens": 16, "batch_size": 1, "arrival": None}
-    settings = {"short": {**short, "min_requests": 3, "duration_s": 8, "slots": {}}}
+    settings = {"short": {**short, "min_requests": 3, "trial_s": 8, "slots": {}}}
     stale = {"short": "4096-token prompts: memory bandwidth"}
     write_report(metrics, out, "t", stale, DEFINITIONS, [], settings)
     html = out.read_text()

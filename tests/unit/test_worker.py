@@ -151,11 +151,12 @@ def test_a_session_plan_holds_the_processes_its_trials_need():
     single-thread trial's slots; a trial's arrivals are not the worker's (the trial sets
     them); an int4 run's kernel reaches the workers (int4.kernel: reference was once dropped,
     so every int4 run used the native kernel whatever the config said)."""
-    from dualbench.measure.session import session_plan
+    from dualbench.measure.session_plan import session_plan
 
     def spec(layout, slots, schedule=None, **extra):
         settings = {n: {"model": n, "batch_size": 1, "device": "auto"} for n in slots}
-        out = {"layout": layout, "device": "cpu", "seed": 3, "timeout_s": 60, "slots": settings}
+        out = {"scenario": "s", "precision": "bf16", "layout": layout, "device": "cpu"}
+        out.update(seed=3, timeout_s=60, slots=settings)
         return {**out, **({"schedule": schedule} if schedule else {}), **extra}
 
     sweep = spec("colocated", "AB")

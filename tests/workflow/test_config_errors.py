@@ -42,8 +42,8 @@ def broken(path: tuple[str, ...], value, cfg: dict | None = None):
         (broken(("device",), "tpu"), "device: 'tpu' is not one of"),
         (broken(("models", "A", "source"), "llama"), "models.A.source: 'llama' is not a model"),
         (
-            broken(("scenarios", "short", "duration_s"), float("nan")),
-            "scenarios.short.duration_s: nan is not a finite number",
+            broken(("scenarios", "short", "trial_s"), float("nan")),
+            "scenarios.short.trial_s: nan is not a finite number",
         ),
         (broken(("run", "timeout_s"), float("inf")), "run.timeout_s: inf is not a finite"),
         (broken(("run", "timeout_s"), float("nan")), "run.timeout_s: nan is not a finite"),
@@ -83,10 +83,10 @@ def assert_refused(workdir, expected: str | tuple[str, ...]) -> None:
 
 def test_duplicated_yaml_key_fails_before_any_job(tmp_path):
     text = yaml.safe_dump(tiny_config(), sort_keys=False)
-    text = text.replace("  short:\n", "  short:\n    duration_s: 3.0\n", 1)
+    text = text.replace("  short:\n", "  short:\n    trial_s: 3.0\n", 1)
     workdir = make_workdir(tmp_path, tiny_config())
     write_config(workdir, text)
-    assert_refused(workdir, "key 'duration_s' is given twice")
+    assert_refused(workdir, "key 'trial_s' is given twice")
 
 
 def test_duplicated_key_in_an_extra_configfile_fails(tmp_path):

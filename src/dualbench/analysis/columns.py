@@ -28,20 +28,10 @@ from dualbench.analysis.metrics import LATENCIES, STATS
 # many rounds it ran and why it stopped, its seconds and the share inside trial windows, and
 # the verdict-bearing answers' worst half-width at the stop.
 SESSION_COLUMNS = [
-    "scenario",
-    "precision",
-    "rounds_setting",
-    "rounds",
-    "trials",
-    "stopped",
-    "target_half_width",
-    "max_s",
-    "worst_half_width",
-    "worst_answer",
-    "seconds",
-    "window_seconds",
-    "inside_share",
-]
+    "scenario", "precision", "rounds_setting", "rounds", "trials", "stopped",
+    "target_half_width", "max_s", "worst_half_width", "worst_answer", "seconds",
+    "window_seconds", "inside_share",
+]  # fmt: skip
 
 # Table -> file name under results/metrics/.
 METRICS_FILES = {

@@ -102,6 +102,7 @@ def validate(raw: dict, machine=None) -> dict:
     """
     cfg = copy.deepcopy(raw if raw is not None else {})
     _check_finite(cfg, "")
+    _check_renamed(cfg)
     validator = _validator_with_defaults()(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.message))
     if errors:
@@ -115,6 +116,22 @@ def validate(raw: dict, machine=None) -> dict:
     cfg["resolved"] = resolve_on(machine, cfg) if machine is not None else unresolved(cfg)
     cfg["precisions"] = cfg["resolved"]["precisions"]
     return cfg
+
+
+def _check_renamed(cfg: dict) -> None:
+    """A key of the repeat-block design, which sessions replaced: say what took its place
+    rather than only that it is unknown."""
+    if "repeats" in cfg:
+        raise ConfigError(
+            "repeats: repeat blocks were replaced by measuring sessions; remove it and set "
+            "scenarios.<name>.rounds (auto, the default, or a count) instead"
+        )
+    for name, scenario in (cfg.get("scenarios") or {}).items():
+        if isinstance(scenario, dict) and "duration_s" in scenario:
+            raise ConfigError(
+                f"scenarios.{name}.duration_s: renamed trial_s (the window of each trial of "
+                f"the session); rename the key"
+            )
 
 
 def _exclusivity_mode(value: str | bool) -> str:

@@ -35,7 +35,8 @@ from dualbench.config.params import SWEEP_PREFIX
 from dualbench.config.vocabulary import alone_layout
 from dualbench.measure import exclusivity
 from dualbench.measure.runner import write_atomically
-from dualbench.measure.session import Session, session_plan
+from dualbench.measure.session import Session
+from dualbench.measure.session_plan import session_plan
 
 SESSION_FILE = "session.json"
 

@@ -20,7 +20,8 @@ import json
 import os
 from pathlib import Path
 
-from dualbench.measure.session import Session, session_plan
+from dualbench.measure.session import Session
+from dualbench.measure.session_plan import session_plan
 
 
 def run(

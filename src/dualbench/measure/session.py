@@ -1,7 +1,7 @@
 """A measuring session: its worker processes started, loaded and warmed up once, then trials
 run one after another on the warm processes, each trial a run with its own record.
 
-The processes a session holds (``plan``, built by ``session_plan``): one persistent worker per
+The processes a session holds (``plan``: dualbench.measure.session_plan): one persistent worker per
 slot, which serves every alone, co-located and lockstep trial of that slot, and, where the
 session has a single-thread layout, one more process hosting every slot of it. A trial uses
 some of them; the others block on their stdin, computing nothing, and the record says how much
@@ -30,14 +30,15 @@ import time
 from pathlib import Path
 
 from dualbench.backends import resolve
-from dualbench.config.vocabulary import DEFAULT_MODELS
 from dualbench.hardware import cpu_facts, machine_state
 from dualbench.measure import exclusivity as excl
 from dualbench.measure.launch import WorkerProcess, exit_reason, kill_all, start_worker
 from dualbench.measure.lockstep import close_ring, ring_pipes
 from dualbench.measure.progress import RunLog
 from dualbench.measure.protocol import WORKER_EXITED, Command, Event
+from dualbench.measure.session_plan import worker_launch
 from dualbench.measure.trial_record import dtype_warnings, idle_baseline_s, slot_entry
+from dualbench.measure.trial_telemetry import write_trial_telemetry
 from dualbench.provenance import environment
 from dualbench.telemetry.sampler import Sampler
 from dualbench.telemetry.sources import ProcessCpuSource, sources_for
@@ -47,41 +48,6 @@ from dualbench.telemetry.sources import ProcessCpuSource, sources_for
 STOP_GRACE_S = 120.0
 # How long quitting workers get to exit on their own before they are killed.
 QUIT_GRACE_S = 10.0
-
-
-def session_plan(specs: list[dict]) -> dict:
-    """What a session must hold to run the trials ``specs`` (run specs of one scenario and
-    precision): every slot's base settings (its arrivals removed: a trial sets them) and
-    device, whether a single-thread process and lockstep rings are needed, and what the specs
-    share (device, seed, telemetry, allocator, int4 kernel)."""
-    first = specs[0]
-    slots: dict[str, dict] = {}
-    group: set[str] = set()
-    solo: set[str] = set()  # the slots with a process of their own
-    for spec in specs:
-        for name, settings in spec["slots"].items():
-            base = {k: v for k, v in settings.items() if k != "arrival"}
-            slots.setdefault(name, base)
-        if spec.get("schedule") == "single_thread":
-            group |= set(spec["slots"])
-        else:
-            solo |= set(spec["slots"])
-    plan = {
-        "label": f"{first['scenario']}/{first['precision']}",
-        "device": first["device"],
-        "slots": dict(sorted(slots.items())),
-        "slot_names": first.get("slot_names", DEFAULT_MODELS),
-        "seed": first["seed"],
-        "telemetry": first.get("telemetry", {"enabled": False}),
-        "allocator": first.get("allocator", ""),
-        "timeout_s": first["timeout_s"],
-        "group": sorted(group),
-        "solo": sorted(solo),
-        "lockstep": any(s.get("schedule") == "lockstep" for s in specs),
-    }
-    if "int4_kernel" in first:
-        plan["int4_kernel"] = first["int4_kernel"]
-    return plan
 
 
 class Session:
@@ -147,7 +113,9 @@ class Session:
         if "int4_kernel" in self.plan:
             common["int4_kernel"] = self.plan["int4_kernel"]
         for process, members in processes.items():
-            launch = self._worker_spec(members, common)
+            launch = worker_launch(
+                self.plan, self.backend, self.slots, members, self.model_dirs, common
+            )
             pass_fds: tuple[int, ...] = ()
             if self.plan["lockstep"] and len(members) == 1:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -164,23 +132,6 @@ class Session:
             if isinstance(source, ProcessCpuSource) and source.slots[0] in self.workers:
                 source.pid = self.workers[source.slots[0]].proc.pid
         self._wait_loaded(time.monotonic() + self.plan["timeout_s"], interval)
-
-    def _worker_spec(self, members: list[str], common: dict) -> dict:
-        allocator = self.plan["allocator"]
-        entries = [
-            {
-                "slot": self.slots[name].to_dict(),
-                "settings": self.plan["slots"][name],
-                "model_dir": str(Path(self.model_dirs[name]).resolve()),
-            }
-            for name in members
-        ]
-        if len(members) > 1:
-            env = self.backend.group_env([self.slots[n] for n in members], allocator)
-            return {"worker_spec": {**common, "members": entries}, "env": env}
-        (entry,) = entries
-        env = self.backend.worker_env(self.slots[members[0]], allocator)
-        return {"worker_spec": {**common, **entry}, "env": env}
 
     def _wait_loaded(self, deadline: float, interval) -> None:
         """Every process loaded and warmed up; one that fails to is dead, with its reason."""
@@ -307,9 +258,22 @@ class Session:
             record["slots"][name] = {**entry, "phase": phase}
             in_worker_rows += rows
         record["warnings"] = dtype_warnings(self.backend.kind, spec["precision"], record["slots"])
-        record["telemetry"] = self._write_telemetry(
-            telemetry_csv, spec, processes, start_ns, end_ns, in_worker_rows
-        )
+        record["telemetry"] = {
+            **self.settings,
+            **write_trial_telemetry(
+                telemetry_csv,
+                self.sources,
+                self.sampler,
+                spec,
+                processes,
+                [(start_ns, end_ns), (self.idle_start_ns, self.idle_end_ns)],
+                in_worker_rows,
+            ),
+            "idle_start_ns": self.idle_start_ns,
+            "idle_end_ns": self.idle_end_ns,
+            "missing": self.missing,
+            "gaps": self.sampler.gaps,
+        }
         return record
 
     def _cpu_s(self, name: str) -> float:
@@ -426,50 +390,3 @@ class Session:
         for name in workers:
             if name != failed and name not in done:
                 self._bury(name, "error", f"stopped: {workers[failed].label} failed in a trial")
-
-    def _write_telemetry(
-        self, path: Path, spec: dict, processes: list[str], start_ns: int, end_ns: int, extra
-    ) -> dict:
-        """The trial's telemetry.csv (see the module docstring) and its record entry."""
-        trial_slots = set(spec["slots"])
-        wanted = []
-        for source in self.sources:
-            if isinstance(source, ProcessCpuSource):
-                keep = source.slots[0] in processes
-                label = source.slots
-            else:
-                label = tuple(s for s in source.slots if s in trial_slots)
-                keep = bool(label)
-            if keep:
-                wanted.append((source, "+".join(label)))
-        keys = {(s.name, s.device, "+".join(s.slots)): label for s, label in wanted}
-        rows = []
-        for row in list(self.sampler.rows):
-            t_ns, slots, device, metric, value, name = row
-            label = keys.get((name, device, slots))
-            in_span = start_ns <= t_ns <= end_ns or self.idle_start_ns <= t_ns <= self.idle_end_ns
-            if label is not None and in_span:
-                rows.append((t_ns, label, device, metric, value, name))
-        write_rows(path, [*rows, *extra])
-        return {
-            **self.settings,
-            "file": Path(path).name,
-            "idle_start_ns": self.idle_start_ns,
-            "idle_end_ns": self.idle_end_ns,
-            "sources": [{**s.describe(), "slots": label} for s, label in wanted],
-            "missing": self.missing,
-            "gaps": self.sampler.gaps,
-            "samples": len(rows) + len(extra),
-        }
-
-
-def write_rows(path: Path, rows: list[tuple]) -> None:
-    """telemetry.csv of ``rows`` (dualbench.telemetry.sampler's columns), sorted by time."""
-    import csv
-
-    from dualbench.telemetry.sampler import COLUMNS
-
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        writer.writerows(sorted(rows))
