@@ -182,7 +182,7 @@ def test_every_valid_run_has_its_roofline_against_the_calibration(tables, pipeli
         peak = cal.loc[row.slot, "copy_alone_bytes_s"]
         assert row.peak_bw_bytes_s == pytest.approx(peak)
         assert row.mbu == pytest.approx(row.decode_bw_bytes_s / peak)
-        assert row.regime in ("bandwidth-bound", "compute-bound", "overhead-bound")
+        assert row.regime in ("bandwidth-bound", "compute-bound", "below-roofs")
 
 
 def test_the_sweep_runs_the_victim_beside_the_neighbours_rising_rate(pipeline):

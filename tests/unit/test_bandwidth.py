@@ -53,11 +53,11 @@ def test_prefill_flops_mfu_and_the_regime_of_the_longer_phase():
     assert out["prefill_flops"] == 187_826_176
     assert out["prefill_bytes"] == WEIGHTS + 16 * KV_PER_TOKEN
     assert out["mfu"] == pytest.approx(187_826_176 / 0.020 / 1e11)
-    assert out["prefill_regime"] == "overhead-bound"  # MBU 0.37, MFU 0.09
+    assert out["prefill_regime"] == "below-roofs"  # MBU 0.37, MFU 0.09
     assert out["regime"] == "bandwidth-bound"  # decode: 7 · 10 ms > 20 ms prefill
     assert out["regime_phase"] == "decode"
     slow_prefill = columns({"tpot_ms_mean": 10.0, "ttft_ms_mean": 200.0})
-    assert slow_prefill["regime"] == slow_prefill["prefill_regime"] == "overhead-bound"
+    assert slow_prefill["regime"] == slow_prefill["prefill_regime"] == "below-roofs"
     assert slow_prefill["regime_phase"] == "prefill"
 
 

@@ -50,9 +50,11 @@ from dualbench.report.wall_figures import (
     fmt_sig,
     model_curve,
     pair_figure,
+    roofline_ceilings,
     roofline_figure,
     roofline_points,
 )
+from dualbench.report.wall_regime import below_roof_note
 from tests.unit.test_report import (
     DEFINITIONS,
     DESCRIPTIONS,
@@ -93,7 +95,7 @@ def roofline(bw: float, regime: str = "bandwidth-bound", mfu: float = 0.21) -> d
         "prefill_flop_s": prefill_flop_s,
         "prefill_mbu": 0.25,
         "mfu": mfu,
-        "prefill_regime": "overhead-bound",
+        "prefill_regime": "below-roofs",
         "regime": regime,
         "regime_phase": "decode",
         "peak_bw_bytes_s": PEAK_BW,
@@ -309,6 +311,67 @@ def test_regime_is_the_most_common_with_the_utilisation_of_its_phase():
     assert s["text"].startswith("short/bf16: compute-bound, 80% of measured peak FLOP/s (MFU);")
 
 
+# Below both roofs: alone each slot reads 8 GB/s (MBU 40%), co-located 5 GB/s (25%).
+BELOW_ROOF_NOTE = (
+    "This scenario's models are below the bandwidth roof (MBU 25–40%), so a flat contention "
+    "curve here does not mean “no contention” on a bandwidth-bound model."
+)
+
+
+def below_roof_runs(prefill: bool = False) -> pd.DataFrame:
+    """wall_runs below both roofs; ``prefill``: the alone runs a long prefill at 26% MFU and
+    2% MBU that outlasts their decode."""
+    runs = wall_runs(co_bw=5 * GB, alone_bw=8 * GB, regime="below-roofs")
+    if prefill:
+        alone = runs["layout"] != "colocated"
+        runs.loc[alone, ["regime_phase", "mfu", "prefill_mbu"]] = ["prefill", 0.26, 0.02]
+    return runs
+
+
+def test_a_long_prefill_below_both_roofs_reads_so_with_its_figures():
+    s = sentence(below_roof_runs(prefill=True), est=answers("equivalent"))
+    assert s["text"].startswith(
+        "short/bf16: below both roofs (26% of compute, 2.0% of bandwidth); co-location adds"
+    )
+    assert "overhead" not in s["text"]
+    runs = prepare_roofline(prepare_runs(below_roof_runs(prefill=True)))
+    brief = wall_brief(KEY, runs, prepare_calibration(calibration()), answers("equivalent"))
+    assert brief["limit"] == "below both roofs, bandwidth to spare"
+    assert brief["regime"] == "below both roofs (26% of compute, 2.0% of bandwidth)"
+
+
+def test_below_both_roofs_names_the_nearer_roof_first():
+    # Decode sets the regime: MBU 40%, MFU 2 × 8 GB/s / 1.5 TFLOP/s = 1.1%.
+    s = sentence(below_roof_runs(), est=answers("equivalent"))
+    assert "short/bf16: below both roofs (40% of bandwidth, 1.1% of compute);" in s["text"]
+
+
+def test_below_the_bandwidth_roof_a_flat_curve_is_said_to_prove_nothing():
+    s = sentence(below_roof_runs(), est=answers("equivalent"))
+    assert s["text"].endswith(f"room left. {BELOW_ROOF_NOTE}")
+    # One measured slot bandwidth-bound in either phase: the line is left out.
+    runs = below_roof_runs()
+    one = runs.index[runs["layout"] == "colocated"][0]
+    runs.loc[one, "decode_regime"] = "bandwidth-bound"
+    prepared = prepare_roofline(prepare_runs(runs))
+    assert below_roof_note(prepared, KEY) == ""
+    assert BELOW_ROOF_NOTE not in sentence(runs)["text"]
+    # ... unless that run is invalid: only measured (valid) slots count.
+    runs.loc[one, "valid"] = False
+    assert below_roof_note(prepare_roofline(prepare_runs(runs)), KEY) == BELOW_ROOF_NOTE
+    # Bandwidth-bound models (the other tests' runs): no line.
+    assert below_roof_note(prepare_roofline(prepare_runs(wall_runs(co_bw=10 * GB))), KEY) == ""
+    assert below_roof_note(prepare_roofline(prepare_runs(plain_block_runs(3))), KEY) == ""
+
+
+def test_older_metrics_overhead_bound_reads_as_below_both_roofs():
+    runs = below_roof_runs()
+    runs[["regime", "decode_regime", "prefill_regime"]] = "overhead-bound"
+    s = sentence(runs, est=answers("equivalent"))
+    assert "short/bf16: below both roofs (40% of bandwidth, 1.1% of compute);" in s["text"]
+    assert s["text"].endswith(BELOW_ROOF_NOTE) and "overhead" not in s["text"]
+
+
 def test_pair_bandwidth_sums_the_slots_per_block_and_skips_invalid_blocks():
     runs = wall_runs(co_bw=10 * GB)
     two = (runs["repeat"] == 2) & (runs["layout"] == "colocated")
@@ -395,6 +458,15 @@ def test_roofline_figure_points_and_readable_fonts():
     assert roofline_figure(prepare_roofline(prepare_runs(plain_block_runs(1))), []).startswith(
         "No valid run"
     )
+
+
+def test_runs_csv_ceilings_leave_out_a_single_thread_runs_union():
+    runs = prepare_roofline(prepare_runs(wall_runs(co_bw=10 * GB)))
+    co = runs["layout"] == "colocated"
+    runs.loc[co, "layout"] = "single_thread_streams"
+    runs.loc[co, ["peak_bw_bytes_s", "peak_flop_s"]] = [CONTENDED_TOTAL, 2 * PEAK_FLOP]
+    ((_, flop, alone, contended),) = roofline_ceilings(runs, pd.DataFrame())
+    assert (flop, alone) == (PEAK_FLOP, PEAK_BW) and math.isnan(contended)
 
 
 def test_calibration_rows_in_their_units():
@@ -484,3 +556,14 @@ def test_roofline_alone_shows_the_section_without_contention(tmp_path):
     wall = unescape(section(out.read_text(encoding="utf-8"), "wall"))
     assert wall.count('src="data:image/png;base64,') == 1  # the roofline only
     assert "no calibration.csv" in wall and "Pair bandwidth" not in wall
+
+
+def test_the_section_says_when_the_models_are_below_the_bandwidth_roof(tmp_path):
+    metrics = write_metrics(tmp_path / "metrics", 3)
+    below_roof_runs().to_csv(metrics / METRICS_FILES["runs"], index=False)
+    calibration().to_csv(metrics / METRICS_FILES["calibration"], index=False)
+    out = tmp_path / "report.html"
+    write_report(metrics, out, "below the roof", DESCRIPTIONS, DEFINITIONS)
+    html = unescape(out.read_text(encoding="utf-8"))
+    assert BELOW_ROOF_NOTE in section(html, "wall")
+    assert "below both roofs (40% of bandwidth, 1.1% of compute)" in html

@@ -7,7 +7,9 @@ Times: a decode step is the mean TPOT (every request of a slot has the same n âˆ
 the mean TPOT is total decode time over steps, and bytes / mean TPOT is the mean bandwidth);
 prefill is the mean TTFT less the mean queueing delay of an open-loop slot. MBU and MFU are
 against the slot's peaks measured alone, in co-located runs too: how far co-location pushes a
-slot below what it could reach by itself is the point.
+slot below what it could reach by itself is the point. A single-thread run is the exception
+(``process_peaks``): its one process is pinned to the union of its slots' cores, so each call
+is held against the ceilings of those cores together, not one slot's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dualbench.analysis.roofline import (
     prefill_flops,
     regime,
 )
+from dualbench.config.vocabulary import GROUP_KINDS, SINGLE_THREAD
 from dualbench.model_shapes import SYNTHETIC_PRESETS
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -119,19 +122,53 @@ def _per_s(amount: float, seconds: float) -> float:
     return amount / seconds if seconds > 0 else math.nan
 
 
+def hosted_slots(record: dict, name: str) -> list[str]:
+    """The slots whose cores slot ``name``'s calls ran on: in a single-thread run every slot
+    its one process hosted (the worker's result names them, result["single_thread"]
+    ["process_slots"]; a record without that name, every slot of the run), else ``name``."""
+    result = record["slots"][name].get("result") or {}
+    hosted = (result.get("single_thread") or {}).get("process_slots")
+    if hosted:
+        return list(hosted)
+    if record["spec"].get("schedule") == GROUP_KINDS[SINGLE_THREAD]:
+        return list(record["slots"])
+    return [name]
+
+
+def process_peaks(peaks: dict[tuple[str, str], Peaks], slots: list[str], precision: str) -> Peaks:
+    """The ceilings of one process pinned to the union of ``slots``' cores, in the compute
+    dtype of ``precision``: copy bandwidth = the sum of the slots' contended copy bandwidths,
+    matmul = the sum of their matmul peaks; NaN where any slot lacks its figure.
+
+    Contended, not alone: the union's cores share the memory the slots' alone copies each had
+    to themselves, and the contended copies measured them all pulling at once (their sum is
+    calibration.csv's contended total, the ceiling the report's wall holds the pair against,
+    when the union is every calibrated slot). Summing the alone copies would promise more
+    bandwidth than those cores can draw together. The matmul has no contended measurement and
+    runs on each core's own arithmetic units, so the alone peaks add up."""
+    each = [run_peaks(peaks, slot, precision) for slot in slots]
+    copy = sum(p.contended_bw_bytes_s for p in each)
+    return Peaks(
+        bw_bytes_s=copy,
+        contended_bw_bytes_s=copy,
+        contended_total_bytes_s=each[0].contended_total_bytes_s if each else math.nan,
+        flop_s=sum(p.flop_s for p in each),
+    )
+
+
 def add_roofline(record: dict, run_rows: list[dict], peaks: dict[tuple[str, str], Peaks]) -> None:
     """Fill the roofline columns of a record's runs.csv rows in place; ``peaks``: the
-    calibrations by (slot, dtype) (analysis.calibration.peaks_by_slot)."""
+    calibrations by (slot, dtype) (analysis.calibration.peaks_by_slot). A slot's peaks are its
+    own, a single-thread run's those of its process's cores (``process_peaks``)."""
     precision = record["spec"]["precision"]
     for row in run_rows:
         slot = record["slots"].get(row["slot"], {})
         if not slot:
             continue
-        row.update(
-            roofline_columns(
-                slot.get("result"),
-                slot["settings"],
-                row,
-                run_peaks(peaks, row["slot"], precision),
-            )
+        hosted = hosted_slots(record, row["slot"])
+        ceiling = (
+            run_peaks(peaks, row["slot"], precision)
+            if hosted == [row["slot"]]
+            else process_peaks(peaks, hosted, precision)
         )
+        row.update(roofline_columns(slot.get("result"), slot["settings"], row, ceiling))

@@ -19,7 +19,7 @@ from dualbench.analysis.intervals import (
     VALUE,
 )
 from dualbench.analysis.metrics import MIN_WINDOW_FRACTION
-from dualbench.analysis.roofline import BOUND_FRACTION
+from dualbench.analysis.roofline import BELOW_ROOFS, BOUND_FRACTION
 from dualbench.models.fidelity import FIDELITY_SEED, FIDELITY_SEQUENCES, FIDELITY_TOKENS
 
 DEFINITIONS = [
@@ -302,24 +302,34 @@ DEFINITIONS = [
         "Achieved bandwidth and MBU",
         "decode: bytes per decode step / mean TPOT; MBU = that / the slot's calibrated copy "
         "bandwidth alone (also for co-located runs: how far below its own ceiling "
-        "co-location pushes a slot). Prefill: (W + B·T·2·L·G·h·s) / (mean TTFT − mean "
-        "queue_ms).",
+        "co-location pushes a slot). A single-thread run's slot: / the sum of the contended "
+        "copy bandwidths of the slots its one process hosts, as that process is pinned to "
+        "the union of their cores, which draw on one memory together (with every calibrated "
+        "slot in it, the sum is the contended total). runs.csv's peak_bw_bytes_s is the "
+        "divisor used. Prefill: (W + B·T·2·L·G·h·s) / (mean TTFT − mean queue_ms).",
     ),
     (
         "FLOPs and MFU",
         "prefill: 2·P·B·T (P the blocks' linear parameters) + 2·V·d·B (lm_head on the last "
         "position) + B·2·L·H·h·T² (causal attention); a decode step: 2·(P + V·d)·B + "
         "B·4·L·H·h·c at context c, averaged over the steps. MFU = achieved FLOP/s / the "
-        "slot's calibrated matmul FLOP/s in the compute dtype. Arithmetic intensity = "
+        "slot's calibrated matmul FLOP/s in the compute dtype (a single-thread run's slot: "
+        "the sum of its process's slots' matmul FLOP/s; peak_flop_s). Arithmetic intensity = "
         "FLOPs / bytes.",
     ),
     (
         "Regime",
         f"per phase: bandwidth-bound when MBU ≥ {BOUND_FRACTION:g} and MBU ≥ MFU; "
-        f"compute-bound when MFU ≥ {BOUND_FRACTION:g} and MFU > MBU; else overhead-bound "
-        "(neither resource used to half its ceiling: launch, synchronisation, host and "
-        "framework time dominate). A slot's regime is that of the phase taking the larger "
-        "part of a request: prefill (TTFT) or decode (TPOT × (n − 1)).",
+        f"compute-bound when MFU ≥ {BOUND_FRACTION:g} and MFU > MBU; else {BELOW_ROOFS} "
+        f"(MBU < {BOUND_FRACTION:g} and MFU < {BOUND_FRACTION:g}), which the report words "
+        "as below both roofs with both shares, the nearer roof first, e.g. “below both roofs "
+        "(26% of compute, 2.0% of bandwidth)”. Below both roofs says where a run is, not why: "
+        "overhead-bound — time outside the device's work (launch, synchronisation, host and "
+        "framework time) dominating — would need that time measured per phase, and nothing "
+        "records it (utilisation is the whole window's, and a shared device's for every slot "
+        "on it; on CPU the host is the device), so no run is labelled overhead-bound. A "
+        "slot's regime is that of the phase taking the larger part of a request: prefill "
+        "(TTFT) or decode (TPOT × (n − 1)).",
     ),
     (
         "Contention sweep",

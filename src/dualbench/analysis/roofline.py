@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 # MBU or MFU at or above this fraction of the peak marks a run as bound by that resource.
 BOUND_FRACTION = 0.5
+# The regimes ``regime`` gives, in the order it tests them.
+BANDWIDTH_BOUND, COMPUTE_BOUND, BELOW_ROOFS = "bandwidth-bound", "compute-bound", "below-roofs"
+REGIMES = (BANDWIDTH_BOUND, COMPUTE_BOUND, BELOW_ROOFS)
 
 
 @dataclass(frozen=True)
@@ -204,16 +207,19 @@ def mfu(flops_per_s: float, peak_flops_per_s: float) -> float:
 
 def regime(mbu: float, mfu: float, bound_fraction: float = BOUND_FRACTION) -> str:
     """ "bandwidth-bound" when MBU ≥ bound_fraction and MBU ≥ MFU; "compute-bound" when
-    MFU ≥ bound_fraction and MFU > MBU; else "overhead-bound" (neither resource is used to
-    bound_fraction of its peak: launch, synchronisation and host time dominate).
-    bound_fraction defaults to BOUND_FRACTION = 0.5. ValueError on NaN."""
+    MFU ≥ bound_fraction and MFU > MBU; else ``BELOW_ROOFS`` (MBU and MFU both under
+    bound_fraction). bound_fraction defaults to BOUND_FRACTION = 0.5. ValueError on NaN.
+
+    Below both roofs says where the run is, not why: calling it overhead-bound (launch,
+    synchronisation, host time) would need the time outside the device's work measured, and no
+    backend records it (on CPU the host is the device), so that label is never given."""
     if math.isnan(mbu) or math.isnan(mfu):
         raise ValueError(f"regime needs both MBU and MFU, got mbu={mbu!r}, mfu={mfu!r}")
     if mbu >= bound_fraction and mbu >= mfu:
-        return "bandwidth-bound"
+        return BANDWIDTH_BOUND
     if mfu >= bound_fraction and mfu > mbu:
-        return "compute-bound"
-    return "overhead-bound"
+        return COMPUTE_BOUND
+    return BELOW_ROOFS
 
 
 def arithmetic_intensity(flops: float, bytes_moved: float) -> float:

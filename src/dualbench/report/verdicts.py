@@ -24,10 +24,11 @@ from dualbench.report.estimates import Estimates, Key
 from dualbench.report.format import DASH
 from dualbench.report.int4 import SUM_SUFFIX
 from dualbench.report.layouts import members, slot_names
-from dualbench.report.wall import SLOWDOWN_ANSWERS, alone_regime, regime_text, wall_reason
+from dualbench.report.wall import SLOWDOWN_ANSWERS, wall_reason
+from dualbench.report.wall_regime import alone_regime, regime_text, regime_words
 
 # What limits a scenario, in a few words, by the kind of wall.wall_reason; with bandwidth to
-# spare ("room"), the alone runs' regime names it.
+# spare ("room"), the alone runs' regime names it ("below both roofs, bandwidth to spare").
 LIMITS = {
     "wall": "memory bandwidth",
     "other": "a shared resource besides bandwidth",
@@ -102,7 +103,8 @@ def wall_brief(
     reason, kind = wall_reason(runs, calibration, est, key, k)
     found = alone_regime(runs, key)
     if kind == "room":
-        limit = f"{found['regime']}, bandwidth to spare" if found else "bandwidth to spare"
+        regime = regime_words(found["regime"]) if found else ""
+        limit = f"{regime}, bandwidth to spare" if regime else "bandwidth to spare"
     else:
         limit = LIMITS.get(kind, "unknown")
     return {"limit": limit, "regime": regime_text(found), "reason": reason}

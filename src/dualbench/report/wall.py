@@ -4,11 +4,9 @@ answers.csv (dualbench.analysis). It arranges and formats; every number comes fr
 
 One sentence per scenario × precision names the resource that limits it (``wall_sentence``):
 
-- the regime: the most common ``regime`` of the valid alone runs (layouts ``alone_*``, every
-  slot and block; a tie goes to the first of ``REGIMES``), with the median over the runs in it
-  of their utilisation: MBU for bandwidth-bound, MFU for compute-bound, both for
-  overhead-bound, as a percentage of the slot's calibrated peak (runs.csv's MBU and MFU
-  already are), each of the phase that named the run's regime (runs.csv's ``regime_phase``);
+- the regime: the most common ``regime`` of the valid alone runs, with the median of their
+  utilisation (dualbench.report.wall_regime: MBU for bandwidth-bound, MFU for compute-bound,
+  both for below both roofs, the nearer roof first);
 - the co-location effect: answers.csv's "growth_per_model" of subject "colocated" (every model
   co-located), with its interval where it has one (two blocks or more);
 - the reason, from the pair's memory traffic (with more than two models, the group's): per
@@ -27,7 +25,10 @@ One sentence per scenario × precision names the resource that limits it (``wall
     judged, e.g. one block, the sentence says so).
 
   A missing input (no roofline columns, no growth answer, no valid co-located run, no
-  calibration for the dtype) makes the sentence say what is missing instead.
+  calibration for the dtype) makes the sentence say what is missing instead;
+- where no measured slot of the scenario × precision is bandwidth-bound, a last line says its
+  models are below the bandwidth roof, with their MBU range (wall_regime.below_roof_note): a
+  flat contention curve there is no evidence about a bandwidth-bound model.
 
 Bandwidths read in GB/s = ``GB`` bytes/s; calibration's copy bandwidth counts read + write
 traffic (a copy of S bytes moves 2S).
@@ -36,7 +37,6 @@ traffic (a copy of S bytes moves 2S).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -65,12 +65,11 @@ from dualbench.report.wall_figures import (
     roofline_figure,
     sweeps,
 )
+from dualbench.report.wall_regime import alone_regime, below_roof_note, key_rows, regime_text
 
 Key = tuple[str, str]
 # The pair at or above this share of the contended total copy bandwidth: bandwidth is the wall.
 WALL_FRACTION = 0.8
-# Most common first on a tie: the order in which dualbench.analysis.roofline.regime tests them.
-REGIMES = ("bandwidth-bound", "compute-bound", "overhead-bound")
 # Interference answers that can show an effect of co-location, with how a sentence names them.
 SLOWDOWN_ANSWERS = {"slowdown_throughput": "throughput slowdown", "slowdown_tpot_p50": "TPOT p50"}
 # The fit table's parameter columns: header, and the divisor that puts a value in its unit.
@@ -138,36 +137,13 @@ def calibration_rows(calibration: pd.DataFrame) -> list[dict[str, str]]:
 # The sentences
 
 
-def _key_rows(runs: pd.DataFrame, key: Key) -> pd.DataFrame:
-    sel = (runs["scenario"] == key[0]) & (runs["precision"] == key[1])
-    return runs[sel & runs["valid"]]
-
-
-def alone_regime(runs: pd.DataFrame, key: Key) -> dict[str, Any] | None:
-    """The regime of ``key``'s valid alone runs (most common; see the module docstring), the
-    median MBU and MFU of the runs in it, each of the phase that named its regime (runs.csv's
-    ``regime_phase``: decode mbu / decode_mfu, prefill prefill_mbu / mfu), and how many runs
-    that is; None without any."""
-    rows = _key_rows(runs, key)
-    rows = rows[rows["layout"].str.startswith("alone_") & rows["regime"].isin(REGIMES)]
-    if rows.empty:
-        return None
-    counts = Counter(rows["regime"])
-    regime = max(REGIMES, key=lambda r: (counts[r], -REGIMES.index(r)))
-    mode = rows[rows["regime"] == regime].to_dict("records")
-    decode = [r.get("regime_phase") != "prefill" for r in mode]
-    mbu = [r["mbu" if d else "prefill_mbu"] for r, d in zip(mode, decode, strict=True)]
-    mfu = [r["decode_mfu" if d else "mfu"] for r, d in zip(mode, decode, strict=True)]
-    return {"regime": regime, "mbu": median(mbu), "mfu": median(mfu), "n": len(mode)}
-
-
 def pair_bandwidth(runs: pd.DataFrame, key: Key) -> tuple[float, int]:
     """(median over blocks of the co-located run's memory traffic summed over its slots,
     blocks); a slot's traffic is analysis.contention.traffic_bytes_s (forward passes per
     second x bytes per decode step), the same figure as contention.csv's pair bandwidth. A
     block counts only with every model of the data valid in it and its traffic finite."""
     k = len(members(COLOCATED, slot_names(runs)))
-    co = _key_rows(runs, key)
+    co = key_rows(runs, key)
     co = co[co["layout"] == COLOCATED]
     sums = []
     for _, block in co.groupby("repeat"):
@@ -191,17 +167,6 @@ def interference(est: Estimates, key: Key) -> tuple[list[str], bool]:
             if row["verdict_kind"] == "effect" and number(row["estimate"]) > 1:
                 evidence.append(f"{slot} {name} {row['verdict']}")
     return evidence, judged
-
-
-def regime_text(found: dict[str, Any] | None) -> str:
-    if found is None:
-        return "regime unknown (no valid alone run with a roofline regime in runs.csv)"
-    mbu, mfu = fmt_pct(found["mbu"]), fmt_pct(found["mfu"])
-    if found["regime"] == "bandwidth-bound":
-        return f"bandwidth-bound, {mbu} of measured peak bandwidth (MBU)"
-    if found["regime"] == "compute-bound":
-        return f"compute-bound, {mfu} of measured peak FLOP/s (MFU)"
-    return f"overhead-bound (MBU {mbu}, MFU {mfu} of the measured peaks)"
 
 
 def _effect_text(est: Estimates, key: Key, k: int) -> str:
@@ -256,6 +221,8 @@ def wall_sentence(
     effect = _effect_text(est, key, k)
     reason, kind = wall_reason(runs, calibration, est, key, k)
     text = f"{'/'.join(key)}: {regime_text(found)}; {effect}; {reason}."
+    if note := below_roof_note(runs, key):
+        text += f" {note}"
     return {"text": text, "missing": not kind or found is None or "unknown" in effect}
 
 
@@ -324,7 +291,7 @@ def _ceilings(
         total = contended_total(calibration, sweep[1])
     alone = alone_peak(calibration, sweep[1], sweep[2])
     if not math.isfinite(alone):
-        own = _key_rows(runs, sweep[:2])
+        own = key_rows(runs, sweep[:2])
         alone = median(own[own["slot"] == sweep[2]]["peak_bw_bytes_s"])
     return total, alone
 
@@ -376,7 +343,10 @@ def wall_section(
                 "Achieved FLOP/s against arithmetic intensity, one point per valid run, slot and "
                 "phase (decode: a step's FLOPs over the bytes it reads; prefill: the prompt's). "
                 "Ceilings: min(peak FLOP/s, intensity × bandwidth) per calibrated dtype, the "
-                "alone copy bandwidth solid, the contended per-slot one dashed.",
+                "alone copy bandwidth solid, the contended per-slot one dashed. A single-thread "
+                "run's points may rise above them: its one process has the cores of all its "
+                "slots (its MBU and MFU are against their contended copy bandwidths and matmul "
+                "peaks summed).",
                 lambda: roofline_figure(runs, roofline_ceilings(runs, calibration)),
             )
     return {

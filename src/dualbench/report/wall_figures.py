@@ -36,6 +36,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from dualbench.analysis.contention_fit import curve  # noqa: E402
+from dualbench.config.vocabulary import SINGLE_THREAD  # noqa: E402
 from dualbench.report.figures import LABEL_PT, TICK_PT, readable  # noqa: E402
 from dualbench.report.format import DASH, fmt_fixed, number  # noqa: E402
 from dualbench.report.layouts import is_group_layout
@@ -104,16 +105,18 @@ def roofline_ceilings(
     runs: pd.DataFrame, calibration: pd.DataFrame
 ) -> list[tuple[str, float, float, float]]:
     """(dtype, peak FLOP/s, alone bytes/s, contended bytes/s per slot) per calibrated dtype,
-    medians over the slots; without calibration.csv, runs.csv's peaks per precision."""
+    medians over the slots; without calibration.csv, runs.csv's peaks per precision, less a
+    single-thread run's (its process's cores together, not one slot's)."""
     if not calibration.empty:
         return [
             (dtype, median(g["matmul_flop_s"]), median(g["copy_alone_bytes_s"]),
              median(g["copy_contended_bytes_s"]))
             for dtype, g in calibration.groupby("dtype", sort=False)
         ]  # fmt: skip
+    one_slot = runs[~runs["layout"].str.startswith(SINGLE_THREAD)]
     return [
         (f"{p} (runs.csv peak)", median(g["peak_flop_s"]), median(g["peak_bw_bytes_s"]), math.nan)
-        for p, g in runs.groupby("precision", sort=False)
+        for p, g in one_slot.groupby("precision", sort=False)
     ]
 
 
