@@ -1,13 +1,13 @@
 """The wall on this machine: calibration, each run's MBU and regime, the contention curve and
 the fitted k with its interval, for the default config.
 
-    python benchmarks/contention.py                  # the default's short and long, 3 blocks
+    python benchmarks/contention.py                  # the default's short and long, 3 rounds
     python benchmarks/contention.py --repeats 1 --scenarios long --keep
 
-Runs `snakemake report` on config/config.yaml (cut to --scenarios, with --repeats blocks) in a
+Runs `snakemake report` on config/config.yaml (cut to --scenarios, --repeats rounds a session) in a
 temporary work directory, then prints from results/metrics/: calibration.csv (copy bandwidth
 alone and contended, matmul throughput), every run's decode bandwidth, MBU, prefill MFU and
-regime (runs.csv), the sweep's curve with intervals over blocks (contention_curve.csv) and the
+regime (runs.csv), the sweep's curve with intervals over rounds (contention_curve.csv) and the
 three fits with their bootstrap intervals and AICc (contention_fits.csv).
 """
 
@@ -103,10 +103,11 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = default_config()
-    cfg["repeats"] = args.repeats
+    for scenario in cfg["scenarios"].values():
+        scenario["rounds"] = args.repeats
     cfg["scenarios"] = {k: v for k, v in cfg["scenarios"].items() if k in args.scenarios}
     work, seconds = run_pipeline(cfg, "dualbench-contention-")
-    print(f"{', '.join(cfg['scenarios'])}: {args.repeats} blocks in {seconds:.0f} s")
+    print(f"{', '.join(cfg['scenarios'])}: {args.repeats} rounds in {seconds:.0f} s")
     metrics = work / "results/metrics"
     print_calibration(metrics)
     print_runs(metrics)

@@ -61,7 +61,7 @@ def runner_solo(model_dir: str, duration_s: float, work: Path) -> float:
             "device": "cpu",
             "models": {s: {"source": "synthetic:llama-3.2-mini"} for s in "AB"},
             "precisions": ["bf16"],
-            "scenarios": {"short": {**SCENARIO, "duration_s": duration_s}},
+            "scenarios": {"short": {**SCENARIO, "trial_s": duration_s}},
         }
     )
     spec = config.run_spec(cfg, "short", "bf16", "alone_A")

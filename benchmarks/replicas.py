@@ -1,8 +1,8 @@
 """Beyond two models on this machine: the scaling curve, the interference matrix, lockstep
 against free-running co-location, and the origin note's single-thread code, with intervals.
 
-    python benchmarks/replicas.py                     # three tiny models, 3 blocks
-    python benchmarks/replicas.py --default           # the default config (A, B), 3 blocks
+    python benchmarks/replicas.py                     # three tiny models, 3 rounds
+    python benchmarks/replicas.py --default           # the default config (A, B), 3 rounds
     python benchmarks/replicas.py --default --scenarios short long --repeats 3
     python benchmarks/replicas.py --repeats 5 --keep
 
@@ -41,12 +41,12 @@ def three_tiny(repeats: int) -> dict:
             "lockstep:A+B",
             "single_thread_streams:A+B",
         ],
-        "repeats": repeats,
         "scenarios": {
             "short": {
                 "prompt_tokens": 64,
                 "new_tokens": 32,
-                "duration_s": 4,
+                "trial_s": 4,
+                "rounds": repeats,
                 "min_requests": 3,
             }
         },
@@ -56,7 +56,8 @@ def three_tiny(repeats: int) -> dict:
 
 def the_default(repeats: int, scenarios: list[str] | None) -> dict:
     cfg = default_config()
-    cfg["repeats"] = repeats
+    for scenario in cfg["scenarios"].values():
+        scenario["rounds"] = repeats
     if scenarios:
         cfg["scenarios"] = {name: cfg["scenarios"][name] for name in scenarios}
     for scenario in cfg["scenarios"].values():
@@ -95,13 +96,13 @@ def main() -> None:
     metrics = work / "results/metrics"
     print(f"snakemake report: {seconds:.0f} s ({work})")
     runs = pd.read_csv(metrics / "runs.csv")
-    print("\nruns (median over blocks): throughput tok/s, TPOT p50 ms")
+    print("\nruns (median over rounds): throughput tok/s, TPOT p50 ms")
     summary = runs.groupby(["scenario", "precision", "layout", "slot"], sort=False)[
         ["throughput_tok_s", "tpot_ms_p50"]
     ].median()
     print(summary.round(2).to_string())
     scaling = pd.read_csv(metrics / "scaling.csv")
-    print("\nscaling curve (median over blocks)")
+    print("\nscaling curve (median over rounds)")
     curve = scaling.groupby(["scenario", "precision", "layout", "schedule", "k"], sort=False)[
         ["v1_sum", "v_total", "growth_per_model", "scaling_efficiency"]
     ].median()
@@ -118,7 +119,7 @@ def main() -> None:
             "schedule_tokens_per_j_ratio",
             "handoff_us",
         ],
-        "schedules (ratio to free-running co-location of the same models, same blocks)",
+        "schedules (ratio to free-running co-location of the same models, same rounds)",
     )
     if not args.keep:
         shutil.rmtree(work)

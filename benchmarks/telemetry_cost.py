@@ -31,7 +31,7 @@ def solo_throughput(model_dir: str, duration_s: float, interval_s: float, on: bo
             "device": "cpu",
             "models": {s: {"source": "synthetic:llama-3.2-mini"} for s in "AB"},
             "precisions": ["bf16"],
-            "scenarios": {"short": {**SCENARIO, "duration_s": duration_s}},
+            "scenarios": {"short": {**SCENARIO, "trial_s": duration_s}},
             "telemetry": {"enabled": on, "interval_s": interval_s, "idle_s": 1},
         }
     )

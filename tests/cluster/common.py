@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.helpers import tiny_config
 
 LOCAL_RULES = {"all", "aggregate", "report"}
-MEASURING_RULES = {"block", "sweep", "calibrate"}
+MEASURING_RULES = {"session", "calibrate"}
 
 
 def cluster_config(sweep: bool = True) -> dict:

@@ -34,7 +34,7 @@ SHIPPED = REPO / "profiles" / "donau" / "config.yaml"
 CORES = len(os.sched_getaffinity(0))
 QUEUE = "default"
 MEASURING_MEM_MB = 4000
-BLOCK_RUN = "results/runs/short/bf16/r1/alone_A/run.json"
+BLOCK_RUN = "results/sessions/short/bf16"
 
 
 def code_of(line: str) -> str:
@@ -61,7 +61,6 @@ def filled_profile() -> str:
 
 def donau_config() -> dict:
     cfg = cluster_config(sweep=False)
-    cfg["repeats"] = 1
     return cfg
 
 
@@ -111,7 +110,7 @@ def test_shipped_profile_marks_what_a_user_must_edit():
         for line in SHIPPED.read_text().splitlines()
         if "CHANGE_ME" in line and code_of(line).strip()
     ]
-    assert sorted(marked) == sorted(["cores", "queue", "block", "sweep", "calibrate", "mem_mb"])
+    assert sorted(marked) == sorted(["cores", "queue", "session", "calibrate", "mem_mb"])
 
 
 @pytest.mark.parametrize(
@@ -157,7 +156,7 @@ def test_every_job_goes_through_dsub(donau):
     assert sorted(rule_of(s) for s in subs) == sorted(
         rule for rule, _ in planned if rule not in LOCAL_RULES
     )
-    assert {"block", "calibrate"} <= {rule_of(s) for s in subs}
+    assert {"session", "calibrate"} <= {rule_of(s) for s in subs}
     for sub in subs:
         options = sub["options"]
         assert options["-q"] == QUEUE and options["--cwd"] == str(workdir), sub
@@ -210,17 +209,17 @@ def test_a_failing_job_is_reported_with_its_state(donau):
     FAILED, Snakemake names the job and the state, exits non-zero, and leaves no output."""
     workdir, env, _, _ = donau
     cfg = donau_config()
-    cfg["scenarios"]["short"]["duration_s"] = 1.25  # the block's cache key: it reruns
+    cfg["scenarios"]["short"]["trial_s"] = 1.25  # the session's cache key: it reruns
     write_config(workdir, cfg)
     before = len(submissions(env))
-    out = donau_snakemake(workdir, {**env, "DONAU_STANDIN_FAIL_RULE": "block"}, BLOCK_RUN)
+    out = donau_snakemake(workdir, {**env, "DONAU_STANDIN_FAIL_RULE": "session"}, BLOCK_RUN)
     assert out.returncode != 0, out.stdout[-3000:]
     new = submissions(env)[before:]
-    assert [rule_of(s) for s in new] == ["block"]
+    assert [rule_of(s) for s in new] == ["session"]
     job_id = new[0]["id"]
     assert djob_state(env, job_id) == "FAILED"
     assert f"Donau job {job_id} failed with state FAILED" in out.stdout, out.stdout[-3000:]
-    assert "Error in rule block" in out.stdout
+    assert "Error in rule session" in out.stdout
     # The job's output went where the plugin's -oo said, and Snakemake points there.
     log = new[0]["options"]["-oo"]
     assert "fails on purpose" in Path(log).read_text() and log in out.stdout
@@ -248,13 +247,13 @@ def test_a_killed_job_is_reported(donau):
     state. (That the next invocation submits it again is Snakemake's, shown under Slurm.)"""
     workdir, env, _, _ = donau
     cfg = donau_config()
-    cfg["scenarios"]["short"]["duration_s"] = 1.5  # the block's cache key: it reruns
+    cfg["scenarios"]["short"]["trial_s"] = 1.5  # the session's cache key: it reruns
     write_config(workdir, cfg)
     proc = donau_snakemake(workdir, env, BLOCK_RUN, background=True)
 
     def running_block():
         running = [j for j in jobs(env) if j["state"] == "RUNNING"]
-        return next((j["id"] for j in running if j["name"].startswith("smk_block_")), None)
+        return next((j["id"] for j in running if j["name"].startswith("smk_session_")), None)
 
     job_id = wait_for(running_block, 120, "running block job")
     subprocess.run(["dkill", "-y", "--force", job_id], env={**os.environ, **env}, check=True)

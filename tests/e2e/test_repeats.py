@@ -105,7 +105,7 @@ def test_report_shows_every_verdict(pipeline_repeats, metrics):
     html = (pipeline_repeats / "results/report/report.html").read_text()
     verdicts = set(metrics["answers"].verdict.dropna()) - {""}
     assert verdicts and not [v for v in verdicts if v not in html]
-    assert "one repeat: no interval" not in html
+    assert "one round: no interval" not in html
 
 
 def test_editing_the_rounds_reruns_that_scenarios_sessions(pipeline_repeats):

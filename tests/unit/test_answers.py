@@ -85,7 +85,7 @@ def test_one_block_has_no_interval():
     table = answers_table(runs_frame(blocks=1), pd.DataFrame())
     row = answer(table, "slowdown_throughput", "colocated/A")
     assert row.n == 1 and math.isnan(row.lo) and math.isnan(row.hi)
-    assert row.verdict == "one repeat: no interval"
+    assert row.verdict == "one round: no interval"
 
 
 def test_int4_ratios_are_unpaired_over_the_blocks_of_each_precision():

@@ -84,7 +84,7 @@ def test_one_block_has_no_interval():
     assert iv.n == 1 and iv.estimate == pytest.approx(1.1)
     assert math.isnan(iv.lo) and math.isnan(iv.hi) and math.isnan(iv.width)
     assert not iv.has_interval and not iv.excludes(1.0)
-    assert verdict(iv) == Verdict("one repeat", "one repeat: no interval")
+    assert verdict(iv) == Verdict("one repeat", "one round: no interval")
 
 
 def test_bad_entries_are_dropped_and_counted():
@@ -157,7 +157,7 @@ def test_verdict_texts():
     assert verdict(_iv(0.85, 0.8, 0.9)) == Verdict("effect", "0.85× (95% CI 0.80–0.90)")
     assert verdict(_iv(1.12, 1.08, 1.16), confidence=0.9).text == "1.12× (90% CI 1.08–1.16)"
     assert verdict(_iv(1.02, 0.95, 1.1, n=4)) == Verdict(
-        "inconclusive", "inconclusive at n = 4 blocks: run more repeats"
+        "inconclusive", "inconclusive at n = 4 rounds: run more rounds"
     )
     # Reference other than 1: 2.0 ± 3% is [1.94, 2.06].
     assert verdict(_iv(2.0, 1.95, 2.05), reference=2.0).kind == "equivalent"
@@ -168,7 +168,7 @@ def test_verdict_on_computed_intervals():
     assert verdict(paired_ratio([1.2] * 4, [1.0] * 4)).kind == "effect"
     assert verdict(paired_ratio([1.0, 1.001, 0.999], [1.0, 1.0, 1.0])).kind == "equivalent"
     assert verdict(paired_ratio([1.3, 0.8, 1.1, 0.9], [1.0] * 4)).text == (
-        "inconclusive at n = 4 blocks: run more repeats"
+        "inconclusive at n = 4 rounds: run more rounds"
     )
 
 

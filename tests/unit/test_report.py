@@ -533,7 +533,7 @@ def test_write_report_reads_the_optional_tables_when_present(tmp_path):
 
 DRIFT_NOTE = "alone_A throughput 15% below the other blocks' median (tolerance 10%)"
 SLOWDOWN_EFFECT = "1.12× (95% CI 1.08–1.16)"
-INCONCLUSIVE = "inconclusive at n = 3 blocks: run more repeats"
+INCONCLUSIVE = "inconclusive at n = 3 rounds: run more rounds"
 EQUIVALENT = "no detectable interference (±3%)"
 
 
@@ -581,7 +581,7 @@ def answer(name, subject, unit, estimate, lo, hi, n, kind="", verdict=""):
     if n < 2:
         lo = hi = NAN
         if kind:
-            kind, verdict = "one repeat", "one repeat: no interval"
+            kind, verdict = "one repeat", "one round: no interval"
     return {
         "scenario": "short",
         "precision": "bf16",
@@ -729,10 +729,10 @@ def test_one_block_says_once_that_it_has_no_interval(tmp_path):
     html = report_of(write_metrics(tmp_path / "metrics", 1))
     text = unescape(section(html, "headline"))
     table = text[text.index("<table") : text.index("</table>")]
-    assert table.count("one repeat: no interval") == 1  # once per scenario row
-    assert "short/bf16 (" in text and "one repeat: no interval</span>): a second" in text
+    assert table.count("one round: no interval") == 1  # once per scenario row
+    assert "short/bf16 (" in text and "one round: no interval</span>): a second" in text
     sentence = text[text.index("short/bf16 (") : text.index("</li>")]
-    assert sentence.count("one repeat: no interval") == 1
+    assert sentence.count("one round: no interval") == 1
     assert "+67% total throughput" in text and "(+57…+76%)" not in text
     assert "1.12×" in text and SLOWDOWN_EFFECT not in text  # no interval, no verdict
 

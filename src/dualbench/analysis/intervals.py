@@ -174,7 +174,7 @@ def verdict(
     if interval.n == 0:
         return Verdict("no data", "no data")
     if interval.n == 1:
-        return Verdict("one repeat", "one repeat: no interval")
+        return Verdict("one repeat", "one round: no interval")
     if interval.within(reference * (1 - margin), reference * (1 + margin)):
         return Verdict("equivalent", f"{equivalent} (±{_percent(margin)}%)")
     if interval.excludes(reference):
@@ -183,7 +183,7 @@ def verdict(
             f"{interval.lo:.2f}–{interval.hi:.2f})"
         )
         return Verdict("effect", text)
-    return Verdict("inconclusive", f"inconclusive at n = {interval.n} blocks: run more repeats")
+    return Verdict("inconclusive", f"inconclusive at n = {interval.n} rounds: run more rounds")
 
 
 def percentile_label(stat: str, n: int) -> str | None:

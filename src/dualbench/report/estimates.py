@@ -24,7 +24,7 @@ from dualbench.report.format import DASH, fmt_estimate, fmt_pct, number
 
 Key = tuple[str, str]
 
-ONE_REPEAT = "one repeat: no interval"
+ONE_REPEAT = "one round: no interval"
 # The verdicts that the report shows beside a figure ("one repeat" is said once per row, not
 # on every number); their CSS classes are verdict_class's.
 SHOWN_VERDICTS = ("equivalent", "effect", "inconclusive", "no data")
