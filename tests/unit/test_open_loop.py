@@ -28,6 +28,7 @@ class FakeChannel:
 
     def __init__(self):
         self.stop = threading.Event()
+        self.last = threading.Event()
         self.events: list[tuple[int, str, dict]] = []
 
     def wait_go(self) -> None:
@@ -199,6 +200,39 @@ def test_the_closed_loop_says_so_and_when_it_saw_stop():
     fields = result.record_fields()
     assert "arrivals_ns" not in fields
     assert fields["schedule"] == "closed" and fields["stop_ns"] == result.stop_ns
+
+
+def test_the_last_slot_of_a_trial_stops_at_its_criteria_without_waiting_for_stop():
+    """Told ``last`` (every other slot has met its criteria), a closed loop ends with the call
+    that meets its own: no call starts after it, though no stop ever comes."""
+    channel = FakeChannel()
+    channel.last.set()
+    # A stop long after: without ``last`` honoured, the loop would run to it, ~200 calls.
+    backstop = threading.Timer(2.0, channel.stop.set)
+    backstop.start()
+    result = closed_loop(sleeping([0.01]), channel, 0.05, 1, 2)
+    backstop.cancel()
+    deadline_ns = result.release_ns + 50_000_000
+    assert len(channel.of("met")) == 1
+    # The call before the last ended short of the 0.05 s; the last one met the criteria ...
+    assert result.calls[-2]["token_ns"][-1] < deadline_ns <= result.met_ns <= result.stop_ns
+    # ... and no call started after it.
+    assert all(c["submit_ns"] < result.met_ns for c in result.calls)
+
+
+def test_without_last_a_met_slot_keeps_loading_until_stop():
+    """Not told ``last``, a slot that met its criteria goes on calling (its neighbours still
+    measure under its load) until the stop."""
+    channel = FakeChannel()
+    timed = sleeping([0.01])
+
+    def generate(i: int) -> dict:
+        if i == 5:
+            channel.stop.set()
+        return timed(i)
+
+    result = closed_loop(generate, channel, 0.0, 1, 1)
+    assert len(channel.of("met")) == 1 and len(result.calls) == 6
 
 
 # --- the tables -------------------------------------------------------------------------------

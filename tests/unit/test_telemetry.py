@@ -49,6 +49,41 @@ def test_sampler_records_samples_and_gaps_without_stopping(tmp_path):
                        "value": 5.0, "source": "torch"}  # fmt: skip
 
 
+class SteadySource(tsources.Source):
+    """A power reading that never fails; counts its reads and whether two ever overlapped."""
+
+    name = "steady"
+
+    def __init__(self, device: str):
+        super().__init__(device, ("A",))
+        self.reads, self.inside, self.overlapped = 0, 0, False
+
+    def read(self):
+        self.inside += 1
+        self.overlapped |= self.inside > 1
+        time.sleep(0.01)
+        self.reads += 1
+        self.inside -= 1
+        return [("power_w", 10.0)]
+
+
+def test_sample_now_gives_every_source_a_sample_after_the_call_began():
+    """A session's sampler runs for the whole session at its interval; a trial ends with
+    sample_now, so the trial's window has a sample after its end whatever the interval."""
+    sources = [SteadySource("npu:0"), SteadySource("npu:1")]
+    sampler = tsampler.Sampler(sources, interval_s=30.0).start()  # one periodic read, then none
+    time.sleep(0.05)
+    window_end = time.perf_counter_ns()
+    sampler.sample_now()
+    after = [r for r in sampler.rows if r[0] > window_end]
+    assert sorted(r[2] for r in after) == ["npu:0", "npu:1"]
+    for _ in range(20):  # each source read once at a time, however often it is asked
+        sampler.sample_now()
+    sampler.stop()
+    assert not any(s.overlapped for s in sources)
+    assert all(s.reads >= 22 for s in sources)
+
+
 def test_no_rapl_is_a_reason_not_a_zero(monkeypatch, tmp_path):
     monkeypatch.setattr(tsources, "RAPL_GLOB", str(tmp_path / "intel-rapl:[0-9]*"))
     domains, why = tsources.rapl_domains()

@@ -73,7 +73,11 @@ def closed_loop(
 ) -> ScheduleResult:
     """Wait for ``go``, then call ``generate(i)`` for i = 0, 1, ... back to back until
     ``stop``. ``generate`` runs one call and returns its record (dualbench.measure.engine).
-    ``stop`` is checked between calls, so stop_ns is when the call in flight returned."""
+    ``stop`` is checked between calls, so stop_ns is when the call in flight returned. Once
+    the runner has said ``last`` (every other slot has met its criteria), the loop ends as soon
+    as this slot meets its own: a further call would end past the trial's window (it closes at
+    the earliest last token, dualbench.analysis.metrics.co_window) or, alone, only lengthen it,
+    and waiting for the stop's round trip would start one."""
     channel.wait_go()
     release_ns = time.perf_counter_ns()
     deadline_ns = release_ns + int(duration_s * 1e9)
@@ -99,5 +103,7 @@ def closed_loop(
             remaining_s=round(left_s, 3),
             met=met_ns is not None,
         )
+        if met_ns is not None and channel.last.is_set():
+            break
     stop_ns = time.perf_counter_ns()
     return ScheduleResult(release_ns, calls, cpu_times, met_ns, "closed", stop_ns)

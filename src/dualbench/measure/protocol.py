@@ -5,9 +5,11 @@ writes ``loaded``, then serves trials until ``quit`` (or its stdin closes). For 
 reads ``trial <json>`` (what to run: its slot settings, the window, where to write its result)
 and answers ``ready`` (armed for that trial), then reads ``go`` (the barrier release: the
 window starts), writes ``progress`` (after every call in the window) and ``met`` (its own stop
-criteria reached), reads ``stop`` (every slot has met its criteria), and writes ``done`` once
-its result file is written, or ``error``. Events go to its protocol channel (the process's
-original stdout; library chatter is redirected to stderr, the log); commands come on stdin.
+criteria reached), may read ``last`` (every other slot of the trial has met its criteria: a
+closed-loop worker then starts no call past its own), reads ``stop`` (every slot has met its
+criteria), and writes ``done`` once its result file is written, or ``error``. Events go to
+its protocol channel (the process's original stdout; library chatter is redirected to stderr,
+the log); commands come on stdin.
 Between trials a worker blocks on stdin: an idle worker computes nothing.
 """
 
@@ -38,6 +40,7 @@ class Command(StrEnum):
 
     TRIAL = "trial"
     GO = "go"
+    LAST = "last"
     STOP = "stop"
     QUIT = "quit"
 
@@ -56,6 +59,8 @@ class WorkerChannel:
         os.dup2(2, 1)
         sys.stdout = sys.stderr
         self.stop = threading.Event()
+        # Set by ``last``: the trial waits on this worker alone.
+        self.last = threading.Event()
         self._go = threading.Event()
         self._trials: queue.Queue[dict | None] = queue.Queue()
         threading.Thread(target=self._read_commands, daemon=True).start()
@@ -67,6 +72,8 @@ class WorkerChannel:
                 self._trials.put(json.loads(argument))
             elif command == Command.GO:
                 self._go.set()
+            elif command == Command.LAST:
+                self.last.set()
             elif command == Command.STOP:
                 self.stop.set()
             elif command == Command.QUIT:
@@ -79,11 +86,12 @@ class WorkerChannel:
     def next_trial(self) -> dict | None:
         """Block until the runner sends the next trial; None: no more (quit, or the runner is
         gone). The runner sends a trial only after the previous one's ``done``, and ``go`` only
-        after this trial's ``ready``, so clearing the last trial's go and stop here loses
-        nothing of this one's."""
+        after this trial's ``ready``, so clearing the last trial's go, last and stop here
+        loses nothing of this one's."""
         trial = self._trials.get()
         if trial is not None:
             self._go.clear()
+            self.last.clear()
             self.stop.clear()
         return trial
 
@@ -116,3 +124,17 @@ def send_command(stdin: IO[str], command: Command, argument: dict | None = None)
         stdin.flush()
     except (BrokenPipeError, ValueError):
         pass
+
+
+def tell_last(workers: dict, met: set, spec: dict, told: set) -> None:
+    """The runner's end: ``last`` to the worker (of ``workers``: name -> a process with
+    ``slots`` and ``send``) whose slot is the only one of a free-running trial (alone or
+    co-located) still short of its criteria, once: it then stops at its own criteria, sparing
+    a call that would end outside the window. Lockstep and single-thread trials are left to
+    the stop: their slots' turns are interleaved by design."""
+    if spec.get("schedule", "free") != "free":
+        return
+    pending = [n for n, w in workers.items() if any(s not in met for s in w.slots)]
+    if len(pending) == 1 and pending[0] not in told:
+        told.add(pending[0])
+        workers[pending[0]].send(Command.LAST)

@@ -35,7 +35,7 @@ from dualbench.measure import exclusivity as excl
 from dualbench.measure.launch import WorkerProcess, exit_reason, kill_all, start_worker
 from dualbench.measure.lockstep import close_ring, ring_pipes
 from dualbench.measure.progress import RunLog
-from dualbench.measure.protocol import WORKER_EXITED, Command, Event
+from dualbench.measure.protocol import WORKER_EXITED, Command, Event, tell_last
 from dualbench.measure.session_plan import worker_launch
 from dualbench.measure.trial_record import dtype_warnings, idle_baseline_s, slot_entry
 from dualbench.measure.trial_telemetry import write_trial_telemetry
@@ -239,6 +239,7 @@ class Session:
         else:
             self._send_trial(spec, processes, result_paths)
             status, error = self._coordinate(processes, started + spec["timeout_s"], spec)
+        self.sampler.sample_now()  # the sample after the window's end
         end_ns = time.perf_counter_ns()
         record["status"], record["error"] = status, error
         record["elapsed_s"] = round(time.monotonic() - started, 3)
@@ -322,7 +323,7 @@ class Session:
         log = RunLog(spec)
         workers = {n: self.workers[n] for n in processes}
         all_slots = [s for w in workers.values() for s in w.slots]
-        ready, met, done = set(), set(), set()
+        ready, met, done, told_last = set(), set(), set(), set()
         released_at = stop_sent_at = None
         for w in workers.values():
             w.phase = "arming"
@@ -356,6 +357,7 @@ class Session:
                     for w in workers.values():
                         w.phase = "measuring"
                         w.send(Command.GO)
+                    tell_last(workers, met, spec, told_last)
             elif kind == Event.PROGRESS and stop_sent_at is None:
                 slot = event.get("slot", name)
                 log.progress(slot, event, [n for n in all_slots if n not in met])
@@ -366,6 +368,8 @@ class Session:
                     log.stopping(stop_sent_at - released_at)
                     for w in workers.values():
                         w.send(Command.STOP)
+                else:
+                    tell_last(workers, met, spec, told_last)
             elif kind == Event.DONE:
                 done.add(name)
                 worker.phase = "idle"

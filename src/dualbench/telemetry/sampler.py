@@ -37,8 +37,12 @@ class Sampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # One per source: its periodic read and a sample_now read never overlap (a source may
+    # keep state between reads, e.g. an npu-smi fallback chosen at the first).
+    _reading: dict[int, threading.Lock] = field(default_factory=dict)
 
     def start(self) -> Sampler:
+        self._reading = {id(s): threading.Lock() for s in self.sources}
         for source in self.sources:
             thread = threading.Thread(target=self._loop, args=(source,), daemon=True)
             thread.start()
@@ -56,15 +60,30 @@ class Sampler:
         # CPU time) is not a gap.
         self._sample(source, record_gap=False)
 
+    def sample_now(self) -> None:
+        """One sample of every source now, all at once, back when each has one: a trial of a
+        session ends with it, as a run ended with the sample at ``stop``, so that the window's
+        last interval has a sample after it (energy and means interpolate across it)."""
+        readers = [
+            threading.Thread(target=self._sample, args=(s, False), daemon=True)
+            for s in self.sources
+        ]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(timeout=30)
+
     def _sample(self, source: Source, record_gap: bool) -> None:
-        before = time.perf_counter_ns()
-        try:
-            values = source.read()
-        except Exception as exc:  # recorded as a gap: telemetry must never end a run
-            if record_gap:
-                self._gap(source, exc)
-            return
-        stamp = (before + time.perf_counter_ns()) // 2
+        with self._reading.setdefault(id(source), threading.Lock()):
+            before = time.perf_counter_ns()
+            try:
+                values = source.read()
+            except Exception as exc:  # recorded as a gap: telemetry must never end a run
+                if record_gap:
+                    self._gap(source, exc)
+                return
+            after = time.perf_counter_ns()
+        stamp = (before + after) // 2
         with self._lock:
             for metric, value in values:
                 self.rows.append(
