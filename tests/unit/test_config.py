@@ -106,14 +106,14 @@ def test_default_config_file_validates(native_bf16, dtype):
         "new_tokens": 32,
         "batch_size": 1,
         "warmup_requests": 1,
-        "min_requests": 3,
+        "min_requests": 2,
     }
     assert config.slot_settings(cfg, "mixed", "B") == {
         "prompt_tokens": 4096,
         "new_tokens": 16,
         "batch_size": 1,
         "warmup_requests": 1,
-        "min_requests": 2,
+        "min_requests": 1,
     }
 
 

@@ -21,7 +21,7 @@ METRICS_OUTPUTS = {
 # once it has run: rounds: auto).
 SESSION_DIR = "results/sessions/{scenario}/{precision}"
 CALIBRATION = "results/calibration/{slot}/{dtype}.json"
-# What a measuring job (block, sweep, calibrate) asks a cluster for: its slots' accelerators as
+# What a measuring job (session, calibrate) asks a cluster for: its slots' accelerators as
 # the resources the Slurm executor turns into --gres / --gpus (dualbench.config.cluster).
 DEVICE_RESOURCES = dbconfig.scheduler_resources(CFG)
 
@@ -36,12 +36,15 @@ wildcard_constraints:
 
 def session_outputs():
     """Every measuring session: one per scenario and precision."""
-    return expand(SESSION_DIR, scenario=list(CFG["scenarios"]), precision=CFG["precisions"])
+    return expand(
+        SESSION_DIR, scenario=list(CFG["scenarios"]), precision=CFG["precisions"]
+    )
 
 
 def session_inputs(wildcards):
     """The converted models a session loads (the slots of its trials) and, for INT4, the
-    dense session of the same scenario, whose rounds INT4's ratios are judged against."""
+    dense session of the same scenario, whose rounds INT4's ratios are judged against.
+    """
     spec = dbconfig.session_spec(CFG, wildcards.scenario, wildcards.precision)
     slots = {s for trial in spec["trials"].values() for s in trial["slots"]}
     inputs = {

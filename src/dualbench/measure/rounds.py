@@ -11,8 +11,9 @@ everything downstream reads a round as it read a repeat block.
 
 How many rounds: a count, or ``auto``: after each round from ``min_rounds`` on, ``judge``
 (the analysis' verdict-bearing answers over the rounds so far, injected by the workflow: the
-measuring stage does not import the analysis) says whether every one is tight enough; the
-session also stops before a round it expects to end past ``max_s``. ``session.json`` records
+measuring stage does not import the analysis) says whether every one is tight enough; from
+round 2 on (one round has no interval) the session also stops before a round it expects to
+end past ``max_s``. ``session.json`` records
 why it stopped, the rounds, and the seconds inside and outside the trials' windows.
 
 A contention sweep point's neighbour runs open-loop at a fraction of its solo capacity: its
@@ -39,6 +40,8 @@ from dualbench.measure.session import Session
 from dualbench.measure.session_plan import session_plan
 
 SESSION_FILE = "session.json"
+# rounds: auto runs at least this many rounds, budget or not: one round has no interval.
+FLOOR_ROUNDS = 2
 
 
 def round_order(session: dict, round_no: int) -> list[str]:
@@ -115,6 +118,7 @@ def run_session(
     inside_s = 0.0
     latest_alone: dict[str, dict] = {}
     verdict = {"met": False, "answers": {}}
+    judged_round = 0  # the round the verdict is of
     stopped = "rounds done"
     round_s: list[float] = []
     with Session(session_plan(specs), {s: model_dirs[s] for s in slots}, work_dir) as warm:
@@ -162,17 +166,23 @@ def run_session(
                     break
                 continue
             if round_no >= session["min_rounds"] and judge is not None:
-                verdict = judge(records)
+                verdict, judged_round = judge(records), round_no
                 if verdict["met"]:
                     stopped = "target met"
                     break
-            # The next round is expected to take as long as the slowest so far.
-            if time.monotonic() - trials_started + max(round_s) > session["max_s"]:
+            # The next round is expected to take as long as the slowest so far. Two rounds
+            # whatever the budget: one gives no interval at all.
+            expected_end = time.monotonic() - trials_started + max(round_s)
+            if round_no >= FLOOR_ROUNDS and expected_end > session["max_s"]:
                 stopped = "budget spent"
                 break
         processes = warm.describe()
-    if judge is not None and stopped == "rounds done":
+    # Whatever ended the session, the half-widths it records are those of all its rounds.
+    if judge is not None and judged_round != round_no:
         verdict = judge(records)
+    # Met only by the rule that may stop: intervals inside the target after fewer than
+    # min_rounds rounds of an auto session are not a verdict of the stopping rule.
+    met = bool(verdict["met"]) and (stopped != "budget spent")
     total_s = time.monotonic() - started
     summary = {
         "scenario": session["scenario"],
@@ -184,7 +194,7 @@ def run_session(
         "target_half_width": session["target_half_width"],
         "max_s": session["max_s"],
         "half_widths": verdict["answers"],
-        "target_met": bool(verdict["met"]),
+        "target_met": met,
         "seconds": round(total_s, 3),
         "trial_seconds": round(sum(round_s), 3),
         "window_seconds": round(inside_s, 3),
