@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def test_shipped_profile_marks_what_a_user_must_edit():
         if "CHANGE_ME" in line and not line.lstrip().startswith("#")
     ]
     assert sorted(marked) == sorted(
-        ["cores", "slurm_partition", "block", "sweep", "calibrate", "cpus_per_task", "mem_mb"]
+        ["cores", "slurm_partition", "session", "calibrate", "cpus_per_task", "mem_mb"]
     )
 
 
@@ -160,7 +161,8 @@ def test_runs_are_ok_and_valid(cluster_run):
     assert len(runs) == 4
     assert set(runs.status) == {"ok"}
     assert runs.valid.all(), runs.invalid_reasons.tolist()
-    assert len(list((workdir / "results" / "sweeps").rglob("run.json"))) == 3
+    # One round of the session: its three sweep points beside its layouts.
+    assert len(list((workdir / SESSION / "r1").glob("sweep/f*/run.json"))) == 3
     assert (workdir / "results" / "report" / "report.html").stat().st_size > 0
 
 
@@ -213,10 +215,10 @@ def job_state(slurm, job_id: str) -> str:
     return next((job["state"] for job in slurm.queue() if job["id"] == job_id), "")
 
 
-BLOCK_RUN = "results/runs/short/bf16/r1/alone_A/run.json"
-
-
-SWEEP = "results/sweeps/short/bf16/r1"
+# The measuring session of the small config: one folder, written trial by trial.
+SESSION = "results/sessions/short/bf16"
+# Its trials: three layouts and three sweep points, in one round.
+SESSION_TRIALS = 6
 
 
 def start_in_background(workdir: Path, slurm, env: dict, rule: str, target: str):
@@ -229,18 +231,18 @@ def test_killed_snakemake_leaves_incomplete_output_that_the_next_run_redoes(
     cluster_run, slurm, submit_env
 ):
     """The login session dies, and so does the job, all at once, as when its node fails:
-    no process gets to clean up, and the sweep's folder (its one output) keeps the points it
+    no process gets to clean up, and the session's folder (its one output) keeps the trials it
     had written. Plain Snakemake refuses to go on; the profile's rerun-incomplete redoes the
-    sweep. (`scancel`, even with SIGKILL, leaves the job's own Snakemake time to remove the
+    session. (`scancel`, even with SIGKILL, leaves the job's own Snakemake time to remove the
     partial folder, as Snakemake does for any failed job: nothing is incomplete then.)"""
     workdir = cluster_run[0]
     started = time.time()
-    proc, job = start_in_background(workdir, slurm, submit_env, "sweep", SWEEP)
+    proc, job = start_in_background(workdir, slurm, submit_env, "session", SESSION)
 
-    def first_point_written():
-        return any(p.stat().st_mtime > started for p in (workdir / SWEEP).rglob("run.json"))
+    def first_trial_written():
+        return any(p.stat().st_mtime > started for p in (workdir / SESSION).rglob("run.json"))
 
-    wait_for(first_point_written, 300, "point of the sweep")
+    wait_for(first_trial_written, 300, "trial of the session")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
     # The node "fails": every process of the job stopped first, so none reacts to another's
@@ -253,12 +255,13 @@ def test_killed_snakemake_leaves_incomplete_output_that_the_next_run_redoes(
                 os.kill(pid, sig)
     wait_for(lambda: job_state(slurm, job) not in ("RUNNING", "COMPLETING"), 60, "dead job")
     slurm.wait_until_idle(60)
-    assert 1 <= len(list((workdir / SWEEP).rglob("run.json"))) < 3
+    assert 1 <= len(list((workdir / SESSION).rglob("run.json"))) < SESSION_TRIALS
+    assert not (workdir / SESSION / "session.json").exists()
 
     unlocked = slurm_snakemake(workdir, submit_env, "--unlock")
     assert unlocked.returncode == 0, unlocked.stdout[-2000:]
     plain = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "-n", "-c1", SWEEP],
+        [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "-n", "-c1", SESSION],
         cwd=workdir,
         capture_output=True,
         text=True,
@@ -267,50 +270,136 @@ def test_killed_snakemake_leaves_incomplete_output_that_the_next_run_redoes(
     assert "IncompleteFilesException" in plain.stdout + plain.stderr, plain.stdout[-2000:]
 
     before = len(submissions(submit_env))
-    done = slurm_snakemake(workdir, submit_env, SWEEP)
+    done = slurm_snakemake(workdir, submit_env, SESSION)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert [s["rule"] for s in submissions(submit_env)[before:]] == ["sweep"]
-    points = [json.loads(p.read_text()) for p in (workdir / SWEEP).rglob("run.json")]
-    assert len(points) == 3 and {p["status"] for p in points} == {"ok"}
+    assert [s["rule"] for s in submissions(submit_env)[before:]] == ["session"]
+    trials = [json.loads(p.read_text()) for p in (workdir / SESSION).rglob("run.json")]
+    assert len(trials) == SESSION_TRIALS and {t["status"] for t in trials} == {"ok"}
+    assert json.loads((workdir / SESSION / "session.json").read_text())["rounds"] == 1
 
 
-def test_ctrl_c_cancels_the_running_job(cluster_run, slurm, submit_env):
+# The plugin's status query comes at least 11 s after the previous one ended, once it has a
+# job: its interval starts at --slurm-init-seconds-before-status-checks (1 s) and grows by 10 s
+# after every query that finds the job unfinished. Within QUIET_S of a query's end, Snakemake
+# is between two queries; QUERY_SETTLE_S after it, Snakemake has put its jobs back in its list.
+QUIET_S = 8
+QUERY_SETTLE_S = 0.5
+
+
+def logged_squeue(directory: Path) -> Path:
+    """A squeue stand-in in ``directory`` (to go first on PATH) that runs the real one and
+    logs each call: a line when it starts, a line with what it answered when it ends. Returns
+    the log."""
+    log = directory / "squeue.jsonl"
+    real = shutil.which("squeue")
+    shim = directory / "squeue"
+    shim.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, os, subprocess, sys, time\n"
+        "def note(**entry):\n"
+        f"    with open({str(log)!r}, 'a') as f:\n"
+        "        f.write(json.dumps({'pid': os.getpid(), 'at': time.time(), **entry}) + '\\n')\n"
+        "note(event='start')\n"
+        f"done = subprocess.run([{real!r}, *sys.argv[1:]], capture_output=True, text=True)\n"
+        "note(event='end', out=done.stdout)\n"
+        "sys.stdout.write(done.stdout)\n"
+        "sys.stderr.write(done.stderr)\n"
+        "sys.exit(done.returncode)\n"
+    )
+    shim.chmod(0o755)
+    return log
+
+
+def between_status_queries(log: Path, job: str) -> bool:
+    """Whether Snakemake holds ``job`` in its list of active jobs now: its last status query
+    has ended, listed the job (so Snakemake had recorded the job's id: it queries only for jobs
+    it has), and ended QUERY_SETTLE_S to QUIET_S ago."""
+    if not log.exists():
+        return False
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    if not entries or entries[-1]["event"] != "end":
+        return False  # no query yet, or one under way
+    listed = [line.split("|")[0] for line in entries[-1]["out"].splitlines()]
+    return job in listed and QUERY_SETTLE_S <= time.time() - entries[-1]["at"] <= QUIET_S
+
+
+def job_story(slurm, job: str) -> str:
+    """What Slurm knows of ``job``, for a failed assertion: squeue's state, `scontrol show job`
+    and slurmctld's log lines about it (a `REQUEST_KILL_JOB` line is a scancel)."""
+    shown = slurm.run("scontrol", "show", "job", job).stdout.strip()
+    log = slurm.root / "log" / "slurmctld.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    mine = [line for line in lines if re.search(rf"JobId={job}\b", line)]
+    return (
+        f"squeue: {job_state(slurm, job) or '(not listed)'}\n"
+        f"scontrol show job {job}:\n{shown}\n"
+        "slurmctld.log:\n" + "\n".join(mine[-10:])
+    )
+
+
+def test_ctrl_c_cancels_the_running_job(cluster_run, slurm, submit_env, tmp_path):
+    """Ctrl-C of the Snakemake whose session job runs: Snakemake scancels the job.
+
+    Ctrl-C comes once Snakemake holds the job in its list of active jobs, the list its cancel
+    hands to scancel. Twice in a job's life it is not there, for a fraction of a second, in
+    Snakemake's executor interface and the slurm plugin (not here): from sbatch's submission
+    until Snakemake has read the job id, and during each status query (the executor takes its
+    jobs out of the list while it queries). A Ctrl-C then ends Snakemake without a scancel and
+    the job runs on. Both moments come right after the submission, when the test used to press
+    Ctrl-C (as soon as squeue showed the job running): on a loaded machine it sometimes hit
+    one, and the job ended COMPLETED or FAILED, never CANCELLED. So the test waits for
+    Snakemake's first status query that lists the job, and presses Ctrl-C just after it."""
     workdir = cluster_run[0]
-    proc, job = start_in_background(workdir, slurm, submit_env, "block", BLOCK_RUN)
+    queries = logged_squeue(tmp_path)
+    env = {**submit_env, "PATH": f"{tmp_path}{os.pathsep}{submit_env['PATH']}"}
+    proc, job = start_in_background(workdir, slurm, env, "session", SESSION)
+    wait_for(
+        lambda: job_state(slurm, job) == "RUNNING" and between_status_queries(queries, job),
+        60,
+        f"moment between Snakemake's status queries with job {job} running",
+    )
     os.killpg(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=120)
-    wait_for(lambda: job_state(slurm, job) == "CANCELLED", 60, "cancelled block job")
+    out, _ = proc.communicate(timeout=120)
+    # squeue --states=all lists a finished job for MinJobAge (300 s): a cancelled one shows
+    # COMPLETING while its processes end, then CANCELLED. A job that Ctrl-C did not cancel runs
+    # on and ends COMPLETED or FAILED instead.
+    try:
+        wait_for(lambda: job_state(slurm, job) == "CANCELLED", 60, f"cancelled session job {job}")
+    except AssertionError as missed:
+        story = f"{job_story(slurm, job)}\n--- the end of Snakemake's output\n{out[-2000:]}"
+        raise AssertionError(f"{missed}\n{story}") from None
     slurm.wait_until_idle(60)
 
 
 def test_cancelled_run_job_is_reported_and_rerun(cluster_run, slurm, submit_env):
-    """`scancel` of a block mid-run: Snakemake names the job and its state, and the next
-    invocation submits the block again and completes it."""
+    """`scancel` of a session mid-run: Snakemake names the job and its state, and the next
+    invocation submits the session again and completes it."""
     workdir = cluster_run[0]
     cfg = cluster_config()
-    cfg["scenarios"]["short"]["duration_s"] = 1.5  # the block's cache key: it reruns
+    cfg["scenarios"]["short"]["trial_s"] = 1.5  # the session's cache key: it reruns
     write_config(workdir, cfg)
-    proc = slurm_snakemake(workdir, submit_env, BLOCK_RUN, background=True)
-    job = wait_for(lambda: running_job(slurm, "block"), 300, "running block job")
+    proc = slurm_snakemake(workdir, submit_env, SESSION, background=True)
+    job = wait_for(lambda: running_job(slurm, "session"), 300, "running session job")
     slurm.run("scancel", job, check=True)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert f"SLURM-job '{job}' failed, SLURM status is: 'CANCELLED'" in out, out[-3000:]
-    assert "Error in rule block" in out
+    assert "Error in rule session" in out
 
     # The node stays "completing" until the cancelled job's processes are gone; the next
-    # block would rightly find its cores busy before that.
+    # session would rightly find its cores busy before that.
     slurm.wait_until_idle(60)
     before = len(submissions(submit_env))
-    done = slurm_snakemake(workdir, submit_env, BLOCK_RUN)
+    done = slurm_snakemake(workdir, submit_env, SESSION)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert [s["rule"] for s in submissions(submit_env)[before:]] == ["block"]
-    assert json.loads((workdir / BLOCK_RUN).read_text())["status"] == "ok"
+    assert [s["rule"] for s in submissions(submit_env)[before:]] == ["session"]
+    trials = [json.loads(p.read_text()) for p in (workdir / SESSION).rglob("run.json")]
+    assert len(trials) == SESSION_TRIALS and {t["status"] for t in trials} == {"ok"}
 
 
 def npu_workdir(cluster_run, tmp_path: Path, devices: list[str]) -> Path:
     """An NPU config on the test cluster, with the CPU run's converted models copied in (a
-    model's conversion does not depend on the device), so only the block is submitted."""
+    model's conversion does not depend on the device), so only the session is submitted."""
     cfg = cluster_config(sweep=False)
     cfg.update(device="npu", slots=devices)
     workdir = make_workdir(tmp_path, cfg)
@@ -325,18 +414,18 @@ def npu_workdir(cluster_run, tmp_path: Path, devices: list[str]) -> Path:
 
 def test_npu_slots_ask_slurm_for_their_npus(cluster_run, slurm, submit_env, tmp_path):
     """Slots npu:0 and npu:1 → --gres=npu:2, which the node's two fake NPUs satisfy: the
-    block is scheduled and starts, holding both. (There is no NPU software here, so once
+    session is scheduled and starts, holding both. (There is no NPU software here, so once
     started it could only fail with its one line; Ctrl-C ends it then.)"""
     workdir = npu_workdir(cluster_run, tmp_path, ["npu:0", "npu:1"])
     before = len(submissions(submit_env))
-    proc = slurm_snakemake(workdir, submit_env, BLOCK_RUN, background=True)
-    job = wait_for(lambda: running_job(slurm, "block"), 120, "running block job")
+    proc = slurm_snakemake(workdir, submit_env, SESSION, background=True)
+    job = wait_for(lambda: running_job(slurm, "session"), 120, "running session job")
     shown = slurm.run("scontrol", "show", "job", job).stdout
     os.killpg(proc.pid, signal.SIGINT)
     proc.communicate(timeout=120)
-    (block,) = submissions(submit_env)[before:]
-    assert block["rule"] == "block"
-    assert "--gres=npu:2" in block["argv"], block["argv"]
+    (session,) = submissions(submit_env)[before:]
+    assert session["rule"] == "session"
+    assert "--gres=npu:2" in session["argv"], session["argv"]
     assert "TresPerNode=gres:npu:2" in shown, shown  # running, holding both
     slurm.wait_until_idle(60)
 
@@ -347,7 +436,7 @@ def test_more_npus_than_a_node_has_are_refused_with_slurms_reason(
     """Slots naming npu:2 need three NPUs; no node has three: sbatch refuses and Snakemake
     says why, before anything runs."""
     workdir = npu_workdir(cluster_run, tmp_path, ["npu:0", "npu:2"])
-    done = slurm_snakemake(workdir, submit_env, BLOCK_RUN)
+    done = slurm_snakemake(workdir, submit_env, SESSION)
     assert done.returncode != 0
     assert "--gres=npu:3" in done.stdout
     assert "Requested node configuration is not available" in done.stdout, done.stdout[-3000:]
