@@ -184,7 +184,8 @@ def test_every_submitted_job_succeeded_and_exclusive_jobs_ran_alone(donau):
 
 def test_runs_are_ok_and_valid(donau):
     workdir = donau[0]
-    records = sorted((workdir / "results" / "runs").rglob("run.json"))
+    # The session's layout trials, in its one round (sweep points sit under sweep/).
+    records = sorted((workdir / BLOCK_RUN / "r1").glob("*/run.json"))
     assert [r.parent.name for r in records] == ["alone_A", "alone_B", "colocated"]
     assert {json.loads(r.read_text())["status"] for r in records} == {"ok"}
     # The default exclusivity policy (fail) held: the stand-in ran each measuring job alone.
