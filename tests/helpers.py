@@ -51,7 +51,9 @@ TINY_CONFIG = {
     },
     # Small buffers: the figures are not the point in tests, the stage and its cache are.
     "calibration": {"repeats": 3, "copy_mib": 8, "matmul_n": 128},
-    "run": {"timeout_s": 300},
+    # warn, not the default fail: CI machines are shared, and a test must not fail because
+    # something else uses a core beside it (the policies have their own tests).
+    "run": {"timeout_s": 300, "exclusivity": "warn"},
     "report": {"title": "tiny pipeline"},
 }
 

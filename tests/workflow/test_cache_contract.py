@@ -151,7 +151,8 @@ def test_the_exclusivity_policy_reruns_nothing(edit):
     # The measuring jobs read it from Snakemake's config, outside their params: it decides
     # whether a busy job measures, not what a run measures.
     cfg = tiny_config()
-    cfg["run"].update(exclusivity="warn", busy_cpu_fraction=0.9)
+    assert cfg["run"]["exclusivity"] != "fail"
+    cfg["run"].update(exclusivity="fail", busy_cpu_fraction=0.9)
     assert edit(cfg) == set()
 
 
