@@ -332,7 +332,7 @@ CALIBRATION_COLUMNS = [
 ]
 # One row per point of a contention sweep (dualbench.analysis.contention): the victim runs its
 # scenario closed-loop while the neighbour's open-loop rate steps up; ``fraction`` of the
-# neighbour's solo capacity ``capacity_rps`` (its alone run of the same block) gives the
+# neighbour's solo capacity ``capacity_rps`` (its latest alone trial of the session) gives the
 # offered rate ``offered_rps``; fraction 0 is the victim alone.
 CONTENTION_COLUMNS = [
     "scenario",

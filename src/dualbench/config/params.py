@@ -275,7 +275,7 @@ def report_params(cfg: dict) -> str:
 
 def aggregate_params(cfg: dict) -> str:
     """The model sources the tables name (runs.csv's model column, environment.json) and how
-    answers over blocks are judged (confidence, equivalence margin, drift tolerance)."""
+    answers over rounds are judged (confidence, equivalence margin, drift tolerance)."""
     return canonical(
         {
             "models": {slot: cfg["models"][slot]["source"] for slot in model_names(cfg)},

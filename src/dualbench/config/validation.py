@@ -329,8 +329,8 @@ def _check_arrivals(name: str, scenario: dict) -> None:
 
 def _check_sweep(name: str, sweep: dict, layouts: list[str], names: tuple[str, ...]) -> None:
     """The neighbour defaults to the first other model; fraction 0 anchors the curve; the
-    neighbour's solo capacity comes from its alone run of the same block, so that layout must
-    run."""
+    neighbour's solo capacity comes from its latest alone trial of the session, so that layout
+    must run."""
     key = f"scenarios.{name}.sweep"
     victim = sweep.setdefault("victim", names[0])
     for role in ("victim", "neighbour"):
