@@ -41,7 +41,7 @@ CONFIG = {
     },
     "calibration": {"repeats": 3, "copy_mib": 8, "matmul_n": 128},
     "telemetry": {"idle_s": 0.5},
-    "run": {"timeout_s": 300},
+    "run": {"timeout_s": 300, "exclusivity": "warn"},  # as tests.helpers' tiny config
     "report": {"title": "three tiny models"},
 }
 
