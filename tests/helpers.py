@@ -178,3 +178,28 @@ def fake_nvml() -> tuple[types.ModuleType, list]:
     mod.nvmlShutdown = lambda: calls.append("shutdown")
     mod.nvmlDeviceGetHandleByIndex = lambda i: calls.append(("handle", i)) or f"h{i}"
     return mod, calls
+
+
+class RecordingSession:
+    """A stand-in for the warm processes of dualbench.measure.session: each trial is noted
+    with the exclusivity finding it was handed, and measures nothing."""
+
+    def __init__(self, started: list):
+        self.started = started
+
+    def __call__(self, plan, models, work_dir, sources=None):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def trial(self, spec, work_dir, telemetry_csv, exclusivity=None):
+        self.started.append((spec.get("sweep", {}).get("fraction", spec["layout"]),
+                             exclusivity["verdict"], exclusivity["policy"]))  # fmt: skip
+        return {"spec": spec, "status": "ok", "error": "", "slots": {}}
+
+    def describe(self):
+        return {}

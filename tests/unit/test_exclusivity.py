@@ -25,7 +25,7 @@ from dualbench.measure.calibration import calibrate_to_file
 from dualbench.measure.rounds import run_session
 from dualbench.telemetry import npusmi, occupancy
 from dualbench.telemetry.npusmi import NpuProcess, NpuSmiError
-from tests.helpers import fake_nvml, tiny_config
+from tests.helpers import RecordingSession, fake_nvml, tiny_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "npu-smi"
 FAIL = {"mode": "fail", "busy_cpu_fraction": 0.5}
@@ -297,31 +297,6 @@ def test_off_checks_nothing(monkeypatch):
     monkeypatch.setattr(occupancy, "read_core_times", not_called)
     finding = exclusivity.check("cpu", {"A": Slot("A", "cpu", None, (0,))}, OFF)
     assert finding["verdict"] == finding["policy"] == "off" and finding["checked"] == []
-
-
-class RecordingSession:
-    """A stand-in for the warm processes of dualbench.measure.session: each trial is noted
-    with the exclusivity finding it was handed, and measures nothing."""
-
-    def __init__(self, started: list):
-        self.started = started
-
-    def __call__(self, plan, models, work_dir, sources=None):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def trial(self, spec, work_dir, telemetry_csv, exclusivity=None):
-        self.started.append((spec.get("sweep", {}).get("fraction", spec["layout"]),
-                             exclusivity["verdict"], exclusivity["policy"]))  # fmt: skip
-        return {"spec": spec, "status": "ok", "error": "", "slots": {}}
-
-    def describe(self):
-        return {}
 
 
 def one_round(cfg, scenario="short"):

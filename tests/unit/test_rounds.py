@@ -12,29 +12,9 @@ import pytest
 from dualbench import config
 from dualbench.measure import rounds as rounds_module
 from dualbench.measure.rounds import FLOOR_ROUNDS, SESSION_FILE, run_session
-from tests.helpers import tiny_config
+from tests.helpers import RecordingSession, tiny_config
 
 MODELS = {"A": "no model", "B": "no model"}
-
-
-class StandInSession:
-    """The warm processes of dualbench.measure.session: each trial returns an ok record at
-    once, with its round."""
-
-    def __call__(self, plan, models, work_dir, sources=None):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def trial(self, spec, work_dir, telemetry_csv, exclusivity=None):
-        return {"spec": spec, "status": "ok", "error": "", "slots": {}}
-
-    def describe(self):
-        return {}
 
 
 class Judge:
@@ -52,7 +32,7 @@ class Judge:
 
 @pytest.fixture
 def session(monkeypatch):
-    monkeypatch.setattr(rounds_module, "Session", StandInSession())
+    monkeypatch.setattr(rounds_module, "Session", RecordingSession([]))
     # mixed: no sweep, so no solo capacity is needed
     return config.session_spec(config.validate(tiny_config()), "mixed", "bf16")
 
