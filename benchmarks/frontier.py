@@ -8,7 +8,7 @@ picked from it).
 For each scenario and trial length it runs one session of the default config's layouts (its
 sweep left out: sweep points are not verdict-bearing) with rounds: auto and a target no
 session meets, so it runs until ``--budget`` seconds are spent. Then, for every prefix of its
-rounds from 3 on, it computes the answers exactly as the session's stopping rule does
+rounds from 2 on, it computes the answers exactly as the session's stopping rule does
 (dualbench.analysis.stopping.judge over the rounds so far) and prints the half-width of the
 widest verdict-bearing answer and of A's throughput slowdown co-located, against the seconds
 the session had taken by the end of that round (its loading included). The trial lengths run
@@ -64,7 +64,8 @@ def main() -> None:
 
 
 def frontier(session_dir: Path, spec: dict) -> list[str]:
-    """One line per round from 3 on: its end in session seconds and the half-widths then."""
+    """One line per round from 2 on (the first with an interval): its end in session seconds
+    and the half-widths then."""
     summary = json.loads((session_dir / SESSION_FILE).read_text())
     records = layout_records(session_dir)
     # Loading and warm-up: what the session spent outside its trials.
@@ -73,7 +74,7 @@ def frontier(session_dir: Path, spec: dict) -> list[str]:
     for round_no in range(1, summary["rounds"] + 1):
         mine = [r for r in records if r["spec"]["repeat"] == round_no]
         elapsed += sum(r.get("elapsed_s", 0.0) for r in mine)
-        if round_no < 3:
+        if round_no < 2:
             continue
         so_far = [r for r in records if r["spec"]["repeat"] <= round_no]
         widths = judge(so_far, spec["target_half_width"], spec["confidence"])["answers"]

@@ -99,3 +99,54 @@ def test_streamer_timestamp_follows_the_synchronisation():
     streamer.put("step")
     assert len(marks) == 1
     assert streamer.token_ns[0] >= marks[0]
+
+
+class SetAfter(SyncCounter):
+    """A synchronize that sets ``event`` (the trial's stop) on its n-th call."""
+
+    def __init__(self, event, n: int):
+        super().__init__()
+        self.event, self.at = event, n
+
+    def __call__(self):
+        super().__call__()
+        if self.n == self.at:
+            self.event.set()
+
+
+def test_the_stop_cuts_a_call_between_steps_and_records_when(model):
+    import threading
+
+    stop = threading.Event()
+    ids, mask = prompt(1)
+    # synchronize: once before submit, then once per step; the stop comes with step 3's
+    result = timed_generate(
+        model, ids, mask, generation_config(8, PAD, PAD), SetAfter(stop, 4), cut=stop
+    )
+    assert result["delivered"] == len(result["token_ns"]) == 3
+    assert result["cut_ns"] >= result["token_ns"][-1]
+
+
+def test_a_call_started_after_the_stop_is_cut_before_its_prefill(model):
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    ids, mask = prompt(1)
+    result = timed_generate(
+        model, ids, mask, generation_config(8, PAD, PAD), SyncCounter(), cut=stop
+    )
+    assert result["token_ns"] == [] and result["delivered"] == 0
+    assert result["cut_ns"] >= result["submit_ns"]
+
+
+def test_a_whole_call_is_never_cut(model):
+    import threading
+
+    stop = threading.Event()
+    ids, mask = prompt(1)
+    # the stop comes with the last step's token: the call is complete, not cut
+    result = timed_generate(
+        model, ids, mask, generation_config(4, PAD, PAD), SetAfter(stop, 5), cut=stop
+    )
+    assert result["delivered"] == 4 and "cut_ns" not in result

@@ -145,9 +145,52 @@ def test_co_window_no_overlap_is_empty():
     assert end <= start
 
 
+def test_a_single_thread_window_is_its_process_span():
+    # One process served A then B, twice: 0-300, 300-600, 600-900, 900-1200 ms. Its window is
+    # the release to its last call's end, so each slot has its two calls inside, where the
+    # co-located rule (B's first submit 300 .. A's last token 900) would hold one each.
+    group = {"process_slots": ["A", "B"], "streams": False}
+    a = {**released(0, [call(0, [150, 300]), call(600, [750, 900])]), "single_thread": group}
+    b = {**released(0, [call(300, [450, 600]), call(900, [1050, 1200])]), "single_thread": group}
+    window = co_window({"A": a, "B": b})
+    assert window == (0, ms(1200))
+    settings = {"batch_size": 1, "prompt_tokens": 4}
+    assert [slot_metrics(r, settings, window)["requests"] for r in (a, b)] == [2, 2]
+
+
 def test_co_window_slot_without_calls_is_empty():
     a = released(100, [call(100, [150, 200])])
     assert co_window({"A": a, "B": released(100, [])}) == (0, 0)
+
+
+def cut(submit_ms: int, token_ms: list[int], cut_ms: int) -> dict:
+    """A call the trial's stop cut at ``cut_ms`` after ``token_ms`` (dualbench.measure.engine)."""
+    return {**call(submit_ms, token_ms), "cut_ns": ms(cut_ms)}
+
+
+def test_a_cut_call_ends_its_slot_at_the_cut_even_without_a_token():
+    # A met first and started a call at 600 ms; the stop cut it at 720 ms, before its first
+    # token. A was computing until then, so the window still ends at B's last token (700 ms),
+    # not at A's previous one (600 ms), which would leave B's only request outside it.
+    a = released(0, [call(0, [300, 600]), cut(600, [], 720)])
+    b = released(0, [call(0, [350, 700])])
+    assert co_window({"A": a, "B": b}) == (0, ms(700))
+
+
+def test_a_cut_call_is_never_a_finished_request_nor_a_short_delivery():
+    # B's second call was cut at 1000 ms after two of its four tokens. The window ends at the
+    # cut (A ran on to 1200 ms): the cut call's tokens lie inside it and count as output, but
+    # it is not a finished request, and its two tokens are not a delivery shortfall.
+    calls = {
+        "A": closed_loop(0, 2, 150, 4),  # 0-600, 600-1200
+        "B": [call(0, [100, 200, 300, 400]), cut(400, [700, 900], 1000)],
+    }
+    record = make_record(calls, duration_s=0.9, A={"min_requests": 1}, B={"min_requests": 1})
+    window = window_of(record)
+    assert window == (0, ms(1000))
+    row = slot_metrics(record["slots"]["B"]["result"], record["slots"]["B"]["settings"], window)
+    assert (row["requests"], row["output_tokens"]) == (1, 6)
+    assert validity(record, window) == []
 
 
 def test_first_request_of_the_earlier_released_slot_counts():

@@ -235,6 +235,51 @@ def test_without_last_a_met_slot_keeps_loading_until_stop():
     assert len(channel.of("met")) == 1 and len(result.calls) == 6
 
 
+def test_a_cut_call_ends_the_closed_loop_at_once():
+    """A call the stop cut (it carries ``cut_ns``, dualbench.measure.engine) is the loop's
+    last: no progress is reported for it and no call follows."""
+    channel = FakeChannel()
+    timed = sleeping([0.001])
+
+    def generate(i: int) -> dict:
+        if i == 2:
+            channel.stop.set()
+            return {"submit_ns": time.perf_counter_ns(), "token_ns": [], "delivered": 0,
+                    "cut_ns": time.perf_counter_ns()}  # fmt: skip
+        return timed(i)
+
+    result = closed_loop(generate, channel, 0.0, 1, 1)
+    assert len(result.calls) == 3 and "cut_ns" in result.calls[-1]
+    assert [f["calls"] for _, f in channel.of("progress")] == [1, 2]
+
+
+class Told:
+    """A worker process as tell_last sees it: its slots, and the commands sent to it."""
+
+    def __init__(self, *slots):
+        self.slots, self.sent = slots, []
+
+    def send(self, command):
+        self.sent.append(command)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "told"), [("free", True), ("lockstep", True), ("single_thread", False)]
+)
+def test_last_goes_to_the_one_worker_still_short_once(schedule, told):
+    from dualbench.measure.protocol import Command, tell_last
+
+    workers = {"A": Told("A"), "B": Told("B")}
+    sent_to: set = set()
+    spec = {"schedule": schedule}
+    tell_last(workers, set(), spec, sent_to)  # both short: nobody is last
+    assert workers["A"].sent == workers["B"].sent == []
+    tell_last(workers, {"A"}, spec, sent_to)
+    tell_last(workers, {"A"}, spec, sent_to)  # once only
+    assert workers["B"].sent == ([Command.LAST] if told else [])
+    assert workers["A"].sent == []
+
+
 # --- the tables -------------------------------------------------------------------------------
 
 

@@ -184,6 +184,22 @@ def test_rounds_serve_each_slot_once_then_synchronise_until_stop():
     assert a.cpu_times[0] == (a.release_ns, 0.0) and len(a.cpu_times) == 3
 
 
+def test_once_every_slot_has_met_the_process_waits_for_the_stop_without_another_round():
+    order: list[str] = []
+
+    def generate(i):
+        order.append(i)
+        return {"submit_ns": i, "token_ns": [i + 1], "delivered": 1}
+
+    channel = FakeChannel(stop_after_met=99)  # the stop comes late, from the runner
+    threading.Timer(0.3, channel.stop.set).start()
+    results = single_thread_rounds(
+        {"A": generate, "B": generate}, lambda: None, channel, 0.0, {"A": (1, 2), "B": (1, 2)}
+    )
+    assert order == [0, 0, 1, 1]  # two whole rounds, none cut
+    assert all(len(r.calls) == 2 and "cut_ns" not in r.calls[-1] for r in results.values())
+
+
 # --- a real run --------------------------------------------------------------------------------
 
 
@@ -244,6 +260,10 @@ def test_a_real_single_thread_run_serves_two_models_one_after_the_other(tiny_mod
 
     start, end = co_window(results)
     assert end - start >= spec["duration_s"] * 1e9
+    # ...and holds every call of both slots: whole rounds, each slot's min_requests in it
+    from dualbench.analysis.metrics import validity
+
+    assert validity(record, (start, end)) == []
 
 
 def test_a_single_thread_slot_is_utilised_over_its_process_cores():

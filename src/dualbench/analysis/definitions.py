@@ -32,7 +32,7 @@ DEFINITIONS = [
         "Fixed work",
         "Greedy decoding with min_new_tokens = max_new_tokens = new_tokens: EOS never "
         "ends a request. Each request's delivered token count is checked; a mismatch invalidates "
-        "the run.",
+        "the run (a call the stop cut, past the window, is short by design).",
     ),
     (
         "Request",
@@ -45,8 +45,11 @@ DEFINITIONS = [
         "From the latest barrier release to the earliest last token over the slots of a run: "
         "the interval in which every slot was running. Workers keep running until every slot "
         "has been measured for duration_s and min_requests, so each slot's load lasts the "
-        "whole window. For a slot alone, the window is its release to its last token. An "
-        "open-loop slot may idle at the end: its end is when it was told to stop.",
+        "whole window. For a slot alone, the window is its release to its last token. The "
+        "stop then cuts each call in flight at its next forward pass: a cut call's slot ends "
+        "at the cut, and a cut call is never a finished request. An open-loop slot may idle "
+        "at the end: its end is when it was told to stop. A single-thread run's window is its "
+        "process's span, release to the end of its last call (below).",
     ),
     ("TTFT", "first token time − submit time, per request."),
     ("TPOT", "(last token time − first token time) / (n − 1), n = new tokens of the request."),
@@ -113,8 +116,9 @@ DEFINITIONS = [
         "its own device stream on NPU/CUDA. The process is pinned to all of its slots' "
         "devices (on CPU: the union of their cores, with that many threads, so each call may "
         "use every core of the group). Each model still has its own row (slot), window "
-        "and figures, as when co-located; the window's duration counts from the last slot's "
-        "first submit.",
+        "and figures, as when co-located, over the process's span: from its release to the "
+        "end of its last call, whole rounds (one call per model each), so every model has "
+        "made the same number of calls in it.",
     ),
     (
         "V1, V_total",
@@ -156,7 +160,8 @@ DEFINITIONS = [
     (
         "Validity",
         "a run is valid when its status is ok, every worker's weights loaded in the run's "
-        "precision, every request delivered new_tokens tokens, the slots overlapped, the "
+        "precision, every request but a cut one delivered new_tokens tokens, the slots "
+        "overlapped, the "
         f"window lasted at least {MIN_WINDOW_FRACTION:.0%} of duration_s and every slot had "
         "min_requests requests (sequences: batch_size per call) inside it; a lockstep run "
         "also needs its turns not to overlap (turn_overlaps = 0).",

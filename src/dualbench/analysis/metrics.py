@@ -71,24 +71,54 @@ def is_open_loop(result: dict) -> bool:
     return result.get("schedule", "closed") == "open"
 
 
+def call_end_ns(call: dict) -> int | None:
+    """When a call stopped occupying its slot: its last token, or, for a call the trial's stop
+    cut (dualbench.measure.engine), the cut, which may come before any token. None: neither."""
+    ends = [*call["token_ns"][-1:], *([call["cut_ns"]] if "cut_ns" in call else [])]
+    return max(ends) if ends else None
+
+
+def complete_inside(call: dict, start: int, end: int) -> bool:
+    """Whether the call's requests were served whole inside [start, end]. A cut call never was:
+    its last token came after the stop, or not at all."""
+    times = call["token_ns"]
+    return "cut_ns" not in call and bool(times) and times[0] >= start and times[-1] <= end
+
+
 def co_window(slot_results: dict[str, dict]) -> tuple[int, int]:
     """(start_ns, end_ns) of the interval where every slot was running (may be empty): from the
     latest barrier release to the earliest end. Starting at the release rather than at the
     first submit keeps a slot's first request inside the window when the other slot was
-    released a few microseconds later. A closed-loop slot ends at its last token; an open-loop
-    slot at ``stop_ns``, when it saw the stop: it is offered load until then, and its last
-    token may lie long before (it idles between arrivals)."""
+    released a few microseconds later. A closed-loop slot ends at its last token, or where its
+    last call was cut after the stop, at the cut (call_end_ns: it computed until then); an
+    open-loop slot at ``stop_ns``, when it saw the stop: it is offered load until then, and its
+    last token may lie long before (it idles between arrivals)."""
+    if slot_results and all(r.get("single_thread") for r in slot_results.values()):
+        return single_thread_window(slot_results)
     starts, ends = [], []
     for result in slot_results.values():
         starts.append(result["release_ns"])
         if is_open_loop(result):
             ends.append(result["stop_ns"])
             continue
-        last_tokens = [c["token_ns"][-1] for c in result["calls"] if c["token_ns"]]
-        if not last_tokens:
+        call_ends = [e for e in map(call_end_ns, result["calls"]) if e is not None]
+        if not call_ends:
             return 0, 0
-        ends.append(max(last_tokens))
+        ends.append(max(call_ends))
     return max(starts), min(ends)
+
+
+def single_thread_window(slot_results: dict[str, dict]) -> tuple[int, int]:
+    """A single-thread run's window: its process's release to the end of its last call. One
+    thread serves the slots in whole rounds, one call each (dualbench.measure.single_thread),
+    so at no instant do two slots compute, and "every slot running" can only mean the
+    process's span; over it every slot has made the same number of calls, which the
+    co-located rule (latest first submit to earliest last token) would cut to one round fewer
+    at each end."""
+    ends = [e for r in slot_results.values() for e in map(call_end_ns, r["calls"]) if e is not None]
+    if not ends:
+        return 0, 0
+    return min(r["release_ns"] for r in slot_results.values()), max(ends)
 
 
 def rate_text(value: float) -> str:
@@ -146,7 +176,7 @@ def slot_metrics(result: dict, settings: dict, window: tuple[int, int]) -> dict:
         tokens += batch * sum(start <= t <= end for t in times)
         if times and start <= times[0] <= end:
             prefill_tokens += batch * settings["prompt_tokens"]
-        if times and times[0] >= start and times[-1] <= end:
+        if complete_inside(call, start, end):
             requests += batch
             one = request_latencies(call["submit_ns"], times)
             # Requests of one call share timestamps: each counts once per sequence.
@@ -243,7 +273,12 @@ def validity(
             )
         expected = settings["new_tokens"]
         calls = result["calls"]
-        wrong = [c for c in calls if c["delivered"] != expected or len(c["token_ns"]) != expected]
+        # A call cut by the stop is short by design and outside the window (call_end_ns).
+        wrong = [
+            c
+            for c in calls
+            if "cut_ns" not in c and (c["delivered"] != expected or len(c["token_ns"]) != expected)
+        ]
         if wrong:
             got = sorted({c["delivered"] for c in wrong})
             reasons.append(

@@ -31,7 +31,9 @@ from dualbench.analysis.metrics import (
     LATENCIES,
     NS_PER_MS,
     arrival_label,
+    call_end_ns,
     co_window,
+    complete_inside,
     request_latencies,
     slot_metrics,
     validity,
@@ -158,7 +160,7 @@ def _reduce(record: dict) -> _Reduced:
         warnings = []
     firsts = {n: r["calls"][0]["submit_ns"] for n, r in results.items() if r and r["calls"]}
     lasts = {
-        n: max((c["token_ns"][-1] for c in r["calls"] if c["token_ns"]), default=0)
+        n: max((e for e in map(call_end_ns, r["calls"]) if e is not None), default=0)
         for n, r in results.items()
         if r and r["calls"]
     }
@@ -292,7 +294,7 @@ def _request_rows(ident: dict, name: str, slot: dict, reduced: _Reduced) -> list
     for i, call in enumerate(slot["result"]["calls"]):
         times = call["token_ns"]
         lat = request_latencies(call["submit_ns"], times)
-        inside = bool(times) and times[0] >= start and times[-1] <= end
+        inside = complete_inside(call, start, end)
         itl = lat["itl_ms"]
         for b in range(slot["settings"]["batch_size"]):
             rows.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from dualbench.analysis.metrics import call_end_ns
 from dualbench.analysis.series import NS_PER_S, counter_delta, integrate, net_energy
 from dualbench.analysis.series import mean as time_mean
 from dualbench.telemetry.sources import WORKER_CPU_SOURCE
@@ -58,9 +59,10 @@ def active_fraction(calls: list[dict], start: int, end: int) -> float | None:
         return None
     busy = 0
     for call in calls:
-        if not call["token_ns"]:
+        call_end = call_end_ns(call)
+        if call_end is None:
             continue
-        lo, hi = max(call["submit_ns"], start), min(call["token_ns"][-1], end)
+        lo, hi = max(call["submit_ns"], start), min(call_end, end)
         busy += max(0, hi - lo)
     return min(1.0, busy / (end - start))
 

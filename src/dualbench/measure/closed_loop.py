@@ -27,7 +27,7 @@ class ScheduleResult:
     # "closed" or "open": how the analysis reads the calls (an open-loop slot's window ends
     # at stop_ns, and its calls carry arrival and queueing times).
     schedule: str = "closed"
-    # When the schedule saw ``stop`` (closed loop: after the call in flight returned).
+    # When the schedule saw ``stop`` (closed loop: after the call in flight returned or was cut).
     stop_ns: int | None = None
     # Open loop only: every arrival due up to stop_ns, served or not (the backlog's input).
     arrivals_ns: list[int] = field(default_factory=list)
@@ -73,7 +73,8 @@ def closed_loop(
 ) -> ScheduleResult:
     """Wait for ``go``, then call ``generate(i)`` for i = 0, 1, ... back to back until
     ``stop``. ``generate`` runs one call and returns its record (dualbench.measure.engine).
-    ``stop`` is checked between calls, so stop_ns is when the call in flight returned. Once
+    ``stop`` is checked between calls and cuts the call in flight (dualbench.measure.engine),
+    so stop_ns is when that call returned, at its next forward pass at the latest. Once
     the runner has said ``last`` (every other slot has met its criteria), the loop ends as soon
     as this slot meets its own: a further call would end past the trial's window (it closes at
     the earliest last token, dualbench.analysis.metrics.co_window) or, alone, only lengthen it,
@@ -90,6 +91,8 @@ def closed_loop(
         calls.append(generate(len(calls)))
         now = time.perf_counter_ns()
         cpu_times.append((now, time.process_time()))
+        if "cut_ns" in calls[-1]:
+            break  # the stop cut the call (dualbench.measure.engine): nothing more to report
         if met_ns is None and criteria_met(len(calls), batch_size, min_requests, now, deadline_ns):
             met_ns = now
             channel.send(Event.MET)

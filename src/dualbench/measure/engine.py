@@ -8,6 +8,12 @@ host), taken after the device is synchronised, so a timestamp means the token ex
 In a lockstep run (dualbench.measure.lockstep) the streamer is also where a worker takes and
 passes the ring's turn: generate() calls it before the prefill and after every step, the only
 points between forward passes that a caller can reach without rewriting generate().
+
+The same points let a trial's ``stop`` cut the call in flight (``cut``): once every slot has met
+its criteria, the rest of that call would run past the trial's window for nothing, and with
+long prompts or serial turns it was up to half of a co-located or lockstep trial. The cut is
+taken only between forward passes and only after the stop, so everything the window holds ran
+exactly as it would have uncut (dualbench.analysis.metrics.call_end_ns).
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ from transformers import GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
 
+class CallCut(Exception):
+    """Raised from the streamer to end a generate call once the trial's stop has come. An
+    exception is the one way out of generate() between forward passes from a callback; the
+    call's KV cache is its own, so nothing outlives it."""
+
+
 class TimestampStreamer(BaseStreamer):
     """Records when each decoding step delivered its tokens. generate() first puts the prompt,
     then one tensor of ``batch`` tokens per step.
@@ -27,10 +39,16 @@ class TimestampStreamer(BaseStreamer):
     when the prompt is put (before the prefill) and after each step's token but the last, and
     passed on after each step's token, once the device has finished it. ``turns_ns`` holds one
     [acquired_ns, released_ns] per forward pass taken in turn (none once the ring is broken:
-    the worker then runs free)."""
+    the worker then runs free).
 
-    def __init__(self, synchronize: Callable[[], None], ring=None, steps: int = 0):
+    With a ``cut`` event (a threading.Event: the trial's stop), the streamer raises CallCut
+    before the prefill and before each further step once the event is set; ``cut_ns`` is when.
+    A call whose last token has come is complete and never cut."""
+
+    def __init__(self, synchronize: Callable[[], None], ring=None, steps: int = 0, cut=None):
         self._synchronize = synchronize
+        self._cut = cut
+        self.cut_ns: int | None = None
         self._prompt_seen = False
         self.token_ns: list[int] = []
         self._ring = ring
@@ -41,18 +59,25 @@ class TimestampStreamer(BaseStreamer):
     def put(self, value) -> None:
         if not self._prompt_seen:
             self._prompt_seen = True
+            self._check_cut()
             self._take_turn()
             return
         self._synchronize()
         self.token_ns.append(time.perf_counter_ns())
-        if self._ring is None:
-            return
-        released_ns = self._ring.release()
-        if self._acquired_ns is not None and released_ns is not None:
-            self.turns_ns.append([self._acquired_ns, released_ns])
-        self._acquired_ns = None
+        if self._ring is not None:
+            released_ns = self._ring.release()
+            if self._acquired_ns is not None and released_ns is not None:
+                self.turns_ns.append([self._acquired_ns, released_ns])
+            self._acquired_ns = None
         if len(self.token_ns) < self._steps:
+            # After the turn is passed on: a cut call never holds the ring.
+            self._check_cut()
             self._take_turn()
+
+    def _check_cut(self) -> None:
+        if self._cut is not None and self._cut.is_set():
+            self.cut_ns = time.perf_counter_ns()
+            raise CallCut
 
     def _take_turn(self) -> None:
         if self._ring is not None:
@@ -80,28 +105,35 @@ def generation_config(new_tokens: int, pad_token_id: int, eos_token_id) -> Gener
 
 
 def timed_generate(
-    model, input_ids, attention_mask, config: GenerationConfig, synchronize, ring=None
+    model, input_ids, attention_mask, config: GenerationConfig, synchronize, ring=None, cut=None
 ) -> dict:
     """Run one request batch; return submit time, per-step token times and delivered count;
     with a lockstep ``ring`` (dualbench.measure.lockstep.TokenRing), each forward pass in turn
-    and the turns' times (``turns_ns``)."""
+    and the turns' times (``turns_ns``); with a ``cut`` event (TimestampStreamer), a call cut
+    by it carries ``cut_ns`` and the tokens it delivered before."""
     import torch
 
-    streamer = TimestampStreamer(synchronize, ring, config.max_new_tokens)
+    streamer = TimestampStreamer(synchronize, ring, config.max_new_tokens, cut)
     synchronize()
     submit_ns = time.perf_counter_ns()
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            generation_config=config,
-            streamer=streamer,
-        )
+    try:
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                streamer=streamer,
+            )
+        delivered = int(out.shape[1] - input_ids.shape[1])
+    except CallCut:
+        delivered = len(streamer.token_ns)
     record = {
         "submit_ns": submit_ns,
         "token_ns": streamer.token_ns,
-        "delivered": int(out.shape[1] - input_ids.shape[1]),
+        "delivered": delivered,
     }
+    if streamer.cut_ns is not None:
+        record["cut_ns"] = streamer.cut_ns
     if ring is not None:
         record["turns_ns"] = streamer.turns_ns
     return record

@@ -7,9 +7,9 @@ and answers ``ready`` (armed for that trial), then reads ``go`` (the barrier rel
 window starts), writes ``progress`` (after every call in the window) and ``met`` (its own stop
 criteria reached), may read ``last`` (every other slot of the trial has met its criteria: a
 closed-loop worker then starts no call past its own), reads ``stop`` (every slot has met its
-criteria), and writes ``done`` once its result file is written, or ``error``. Events go to
-its protocol channel (the process's original stdout; library chatter is redirected to stderr,
-the log); commands come on stdin.
+criteria: the call in flight is cut at its next forward pass), and writes ``done`` once its
+result file is written, or ``error``. Events go to its protocol channel (the process's
+original stdout; library chatter is redirected to stderr, the log); commands come on stdin.
 Between trials a worker blocks on stdin: an idle worker computes nothing.
 """
 
@@ -128,11 +128,12 @@ def send_command(stdin: IO[str], command: Command, argument: dict | None = None)
 
 def tell_last(workers: dict, met: set, spec: dict, told: set) -> None:
     """The runner's end: ``last`` to the worker (of ``workers``: name -> a process with
-    ``slots`` and ``send``) whose slot is the only one of a free-running trial (alone or
-    co-located) still short of its criteria, once: it then stops at its own criteria, sparing
-    a call that would end outside the window. Lockstep and single-thread trials are left to
-    the stop: their slots' turns are interleaved by design."""
-    if spec.get("schedule", "free") != "free":
+    ``slots`` and ``send``) whose slot is the only one of a free-running or lockstep trial
+    still short of its criteria, once: it then stops at its own criteria, sparing a call that
+    would end outside the window. In lockstep its leaving breaks the ring, and the others run
+    free from there: past the window, which ends at the earliest end (analysis.metrics.co_window).
+    A single-thread trial is left to the stop: one process serves all its slots in rounds."""
+    if spec.get("schedule", "free") not in ("free", "lockstep"):
         return
     pending = [n for n, w in workers.items() if any(s not in met for s in w.slots)]
     if len(pending) == 1 and pending[0] not in told:

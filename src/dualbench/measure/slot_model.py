@@ -79,13 +79,14 @@ class LoadedModel:
     load_s: float
     settings: dict  # the slot's workload it was loaded for (its prompt pool's shape)
 
-    def generate(self, i: int, synchronize, ring=None) -> dict:
-        """Call i: the pool's prompts in turn (dualbench.measure.engine.timed_generate)."""
+    def generate(self, i: int, synchronize, ring=None, cut=None) -> dict:
+        """Call i: the pool's prompts in turn (dualbench.measure.engine.timed_generate); ``cut``:
+        the trial's stop event, which ends the call in flight."""
         from dualbench.measure.engine import timed_generate
 
         pool = self.pool
         return timed_generate(
-            self.model, pool[i % len(pool)], self.mask, self.gen_config, synchronize, ring
+            self.model, pool[i % len(pool)], self.mask, self.gen_config, synchronize, ring, cut
         )
 
     def warm_up(self, requests: int, synchronize) -> float:

@@ -132,7 +132,7 @@ def run_trial(trial: dict, slot, loaded, warmup_s, backend, channel, control) ->
 
     def generate(i: int) -> dict:
         inject_window_fault(slot.name, i)
-        return loaded.generate(i, backend.synchronize, ring)
+        return loaded.generate(i, backend.synchronize, ring, channel.stop)
 
     batch = settings["batch_size"]
     if settings.get("arrival"):
@@ -201,7 +201,7 @@ def run_group(spec: dict, channel: WorkerChannel) -> None:
         def generate(i: int) -> dict:
             inject_window_fault(name, i)
             with backend.on_stream(streams[name]):
-                return loaded[name].generate(i, syncs[name])
+                return loaded[name].generate(i, syncs[name], cut=channel.stop)
 
         return generate
 
