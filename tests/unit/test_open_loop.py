@@ -426,7 +426,10 @@ def test_a_real_worker_serves_its_arrivals(tiny_model, tmp_path):
     assert result["calls"] and len(result["arrivals_ns"]) >= len(result["calls"])
     assert result["met_ns"] - result["release_ns"] >= spec["duration_s"] * 1e9
     assert result["stop_ns"] >= result["met_ns"]
-    for c in result["calls"]:
+    whole = [c for c in result["calls"] if "cut_ns" not in c]
+    # the stop may cut the call in flight, and only that one (its tokens may be none)
+    assert len(result["calls"]) - len(whole) <= 1 and "cut_ns" not in result["calls"][0]
+    for c in whole:
         assert c["submit_ns"] == c["arrival_ns"] <= c["start_ns"] < c["token_ns"][0]
     offsets = arrival_offsets("poisson", 8.0, len(result["arrivals_ns"]), spec["seed"], "B")
     assert [a - result["release_ns"] for a in result["arrivals_ns"]] == [
