@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dualbench import config
-from dualbench.config.blocks import block_order
+from dualbench.config.round_order import trial_order
 from tests.helpers import REPEATS, planned_jobs, repeats_config, write_config
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def test_each_block_runs_every_layout_once_in_its_seeded_order(pipeline_repeats,
         assert {r["spec"]["repeat"] for r in by_position} == {repeat}
         # Reproducible: the order the seed and the block number give.
         seed = repeats_config()["scenarios"]["short"].get("seed", 0)
-        assert order == block_order(LAYOUTS, seed, "short", precision, repeat)
+        assert order == trial_order(LAYOUTS, seed, "short", precision, repeat)
         # And the order they really ran in: each run released after the previous one ended.
         for before, after in itertools.pairwise(by_position):
             ended = max(c["token_ns"][-1] for s in before["slots"].values()

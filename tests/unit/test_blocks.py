@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from dualbench.analysis.blocks import blocks_table
-from dualbench.config.blocks import block_order
+from dualbench.config.round_order import trial_order
 
 LAYOUTS = ["alone_A", "alone_B", "colocated"]
 
 
 def test_the_first_six_blocks_take_every_order_once():
-    orders = [tuple(block_order(LAYOUTS, 0, "short", "bf16", r)) for r in range(1, 7)]
+    orders = [tuple(trial_order(LAYOUTS, 0, "short", "bf16", r)) for r in range(1, 7)]
     assert len(set(orders)) == 6
     # Over 3! blocks every layout takes every position equally often.
     for position in range(3):
@@ -24,10 +24,10 @@ def test_the_first_six_blocks_take_every_order_once():
 
 
 def test_the_order_depends_on_seed_scenario_precision_and_block_only():
-    order = block_order(LAYOUTS, 0, "short", "bf16", 2)
-    assert order == block_order(LAYOUTS, 0, "short", "bf16", 2)
+    order = trial_order(LAYOUTS, 0, "short", "bf16", 2)
+    assert order == trial_order(LAYOUTS, 0, "short", "bf16", 2)
     others = {
-        tuple(block_order(LAYOUTS, seed, scenario, precision, 2))
+        tuple(trial_order(LAYOUTS, seed, scenario, precision, 2))
         for seed, scenario, precision in [(1, "short", "bf16"), (0, "long", "bf16"),
                                           (0, "short", "int4"), (7, "peak", "fp16")]
     }  # fmt: skip
@@ -36,14 +36,14 @@ def test_the_order_depends_on_seed_scenario_precision_and_block_only():
 
 def test_many_layouts_are_shuffled_per_block():
     layouts = [f"l{i}" for i in range(7)]  # 7! orders: not listed
-    orders = [block_order(layouts, 0, "s", "bf16", r) for r in range(1, 4)]
+    orders = [trial_order(layouts, 0, "s", "bf16", r) for r in range(1, 4)]
     assert all(sorted(o) == layouts for o in orders)
     assert len({tuple(o) for o in orders}) == 3
 
 
 def test_blocks_are_numbered_from_one():
     with pytest.raises(ValueError, match="from 1"):
-        block_order(LAYOUTS, 0, "s", "bf16", 0)
+        trial_order(LAYOUTS, 0, "s", "bf16", 0)
 
 
 def runs_frame(alone_a: list[float]) -> pd.DataFrame:

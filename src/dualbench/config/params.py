@@ -180,7 +180,7 @@ def session_spec(cfg: dict, scenario: str, precision: str) -> dict:
     """The measuring session of ``scenario`` x ``precision``: every trial it runs in each
     round (its layouts, then its sweep points), how many rounds, and what stops rounds: auto.
     Its cache key: editing the scenario, its rounds or its trial length reruns this session
-    only; the order of a round's trials comes from the seed (dualbench.config.blocks)."""
+    only; the order of a round's trials comes from the seed (dualbench.config.round_order)."""
     sc = cfg["scenarios"][scenario]
     trials = {layout: run_spec(cfg, scenario, precision, layout) for layout in cfg["layouts"]}
     trials.update(sweep_trials(cfg, scenario, precision))

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dualbench.config.blocks import block_order
 from dualbench.config.params import SWEEP_PREFIX
+from dualbench.config.round_order import trial_order
 from dualbench.config.vocabulary import alone_layout
 from dualbench.measure import exclusivity
 from dualbench.measure.runner import write_atomically
@@ -47,7 +47,7 @@ FLOOR_ROUNDS = 2
 def round_order(session: dict, round_no: int) -> list[str]:
     """The trials of round ``round_no`` in the order it runs them. In round 1 the sweep's
     neighbour runs alone before any loaded sweep point (its capacity sets their rates)."""
-    order = block_order(
+    order = trial_order(
         list(session["trials"]), session["seed"], session["scenario"], session["precision"],
         round_no,
     )  # fmt: skip
