@@ -265,6 +265,19 @@ def test_colocated_rows():
     assert [r["submit_s"] for r in a_req] == pytest.approx([0.0, 0.3, 1.1, 2.0])
 
 
+def test_a_call_the_stop_cut_is_marked_and_never_in_the_window():
+    record = colocated()
+    # A's last call cut after two tokens, at 102.4 s: past B's end, so the window stays.
+    cut_call = {**call(102_100, [102_200, 102_350]), "cut_ns": ms(102_400)}
+    record["slots"]["A"]["result"]["calls"][-1] = cut_call
+    rows, requests = run_tables(record)
+    assert all(r["valid"] for r in rows), [r["invalid_reasons"] for r in rows]
+    a_req = [r for r in requests if r["slot"] == "A"]
+    assert [r["cut"] for r in a_req] == [False, False, False, True]
+    assert a_req[-1]["new_tokens"] == 2 and a_req[-1]["in_window"] is False
+    assert not any(r["cut"] for r in requests if r["slot"] == "B")
+
+
 def test_failed_run_rows_are_invalid_and_empty():
     rows, requests = run_tables(oom_colocated())
     assert [r["slot"] for r in rows] == ["A", "B"]

@@ -1,8 +1,8 @@
 """Regression: the committed run records aggregate to the committed tables, byte for byte.
 
-How the tables were produced, and each deliberate regeneration since (the last: any number of
-models, issue 12), is in tests/fixtures/golden/README.md; any other change to a number, a
-column or a row order fails here.
+How the tables were produced, and each deliberate regeneration since, is in
+tests/fixtures/golden/README.md; any other change to a number, a column or a row order fails
+here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The schema of every table the analysis stage writes (results/metrics/), in one place.
 
 - runs.csv: one row per run and slot (``RUN_COLUMNS``);
-- requests.csv: one row per request (``REQUEST_COLUMNS``);
+- requests.csv: one row per sequence of every call, a call the stop cut marked ``cut``
+  (``REQUEST_COLUMNS``);
 - scaling.csv: one row per block and group layout: the scaling curve (``SCALING_COLUMNS``);
 - interference.csv: one row per block, group layout and member: its slowdowns
   (``INTERFERENCE_COLUMNS``);
@@ -62,8 +63,8 @@ def run_id(spec: dict) -> str:
 
 # --- identity ---------------------------------------------------------------------------------
 
-# What names a run (one record), then a slot of it. ``repeat``: its block (dualbench.config.
-# blocks); ``position``: its place in the block's order, 1 = first (empty outside a block).
+# What names a run (one trial's record), then a slot of it. ``repeat``: its round; ``position``:
+# its place in the round's order (dualbench.config.round_order), 1 = first.
 RUN_IDENTITY = ["run_id", "scenario", "precision", "repeat", "position", "layout"]
 IDENTITY = [*RUN_IDENTITY, "slot"]
 
@@ -220,6 +221,7 @@ REQUEST_COLUMNS = [
     "call",
     "index",
     "in_window",
+    "cut",
     "submit_s",
     "queue_ms",
     "ttft_ms",
@@ -249,9 +251,8 @@ PRECISION_COLUMNS = [
     "fidelity_inputs",
     "kernel",
 ]
-# What INT4 changes, as int4 value / baseline value (baseline: see int4.int4_baseline); a
-# group layout's summed row (slot "A+B": layouts.sum_slot) has the sums' throughput and
-# memory only.
+# What INT4 changes, as int4 value / baseline value (int4.int4_baseline); a group layout's
+# summed row (slot "A+B": layouts.sum_slot) has the sums' throughput and memory only.
 INT4_RATIOS = ["throughput_tok_s", "ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "peak_mem_bytes"]
 INT4_COLUMNS = [
     "scenario",

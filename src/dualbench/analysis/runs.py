@@ -304,6 +304,8 @@ def _request_rows(ident: dict, name: str, slot: dict, reduced: _Reduced) -> list
                     "call": i,
                     "index": b,
                     "in_window": inside,
+                    # The stop cut it: short by design, outside the window, never a request.
+                    "cut": "cut_ns" in call,
                     "submit_s": reduced.rel(call["submit_ns"]),
                     # Open loop: submit_s is the arrival, and this the wait until its start.
                     "queue_ms": call["queue_ns"] / NS_PER_MS if "queue_ns" in call else math.nan,

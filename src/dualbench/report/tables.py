@@ -158,7 +158,7 @@ def prepare_blocks(blocks: pd.DataFrame | None) -> pd.DataFrame:
 
 def prepare_requests(requests: pd.DataFrame | None) -> pd.DataFrame:
     """requests.csv normalised."""
-    return normalise(requests, REQUEST_STR_COLUMNS, REQUEST_NUM_COLUMNS, ["in_window"])
+    return normalise(requests, REQUEST_STR_COLUMNS, REQUEST_NUM_COLUMNS, ["in_window", "cut"])
 
 
 def _typed(
