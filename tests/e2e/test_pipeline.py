@@ -72,7 +72,8 @@ def test_colocated_slots_overlap_on_disjoint_cores(pipeline, tables):
     # The window starts at the later barrier release and ends at the earlier last token. A
     # slot's first submit follows its own release by microseconds; the two releases differ by
     # the scheduler's wake-up latency, a few ms when a busy process shares a slot's core (3.9 ms
-    # seen in CI). Either way the lead is a small part of the window, never a trial's worth.
+    # with one beside this test). Either way the lead is a small part of the window, never a
+    # trial's worth.
     lead = co.slot_start_s - co.window_start_s
     assert (lead.abs() < 0.02 * co.window_s).all(), lead.tolist()
     assert (co.window_end_s <= co.slot_end_s + 1e-9).all()
